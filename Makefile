@@ -1,0 +1,35 @@
+# The two commands in README: `make run` and `make test`. Each makes its own virtualenv.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/callhook up
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy callhook service workers tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingress
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Callhook: the webhook target for calling platforms."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from callhook.cli import main
+
+main()

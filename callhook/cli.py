@@ -1,0 +1,177 @@
+"""The `callhook` command. Thin: parse arguments, load the config, call into the processes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from callhook.config import Config, load_config, redacted
+from callhook.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(command: F) -> F:
+    """`--config PATH` on every sub-command; loads the config or exits with one line."""
+
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Config file (default: $CALLHOOK_CONFIG, else ./callhook.toml, else built-in).",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
+        return command(*args, config=load_or_exit(config_path), **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_or_exit(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(f"callhook: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="callhook")
+def main() -> None:
+    """Callhook: the webhook target for calling platforms."""
+
+
+@main.command("check-config")
+@config_option
+def check_config(config: Config) -> None:
+    """Validate the config and print it resolved, with secrets redacted."""
+    click.echo(f"# config: {config.origin}")
+    click.echo(json.dumps(redacted(config), indent=2))
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Bind address (default: ingress.host).")
+@click.option("--port", type=int, default=None, help="Port (default: ingress.port).")
+@click.option("--workers", type=click.IntRange(1), default=1, help="Uvicorn worker processes.")
+@click.option("--log-level", default="info", show_default=True)
+def serve(config: Config, host: str | None, port: int | None, workers: int, log_level: str) -> None:
+    """Run the HTTP ingress."""
+    from service.run import serve as run_serve
+
+    run_serve(config, host=host, port=port, workers=workers, log_level=log_level)
+
+
+@main.command("send-test-event")
+@config_option
+@click.argument("source")
+@click.option("--url", default=None, help="Ingress base URL (default: from ingress.host/port).")
+@click.option("--type", "vendor_type", default=None, help="Vendor event type (default: the "
+              "vendor's call-completed event). --list-types shows them.")
+@click.option("--call-id", default=None, help="Use this call id instead of a new one.")
+@click.option("--list-types", is_flag=True, help="List the event types and exit.")
+def send_test_event(
+    config: Config,
+    source: str,
+    url: str | None,
+    vendor_type: str | None,
+    call_id: str | None,
+    list_types: bool,
+) -> None:
+    """Post a realistic, correctly authenticated event for SOURCE to a running ingress."""
+    from callhook.testevent import TestEventError, send
+
+    try:
+        outcome = send(
+            config, source, url=url, vendor_type=vendor_type, call_id=call_id, list_types=list_types
+        )
+    except TestEventError as exc:
+        click.echo(f"callhook: {exc}", err=True)
+        sys.exit(2)
+    click.echo(outcome.describe())
+    if not outcome.ok:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--processes", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=8, show_default=True,
+              help="Concurrent messages per process.")
+def worker(config: Config, processes: int, threads: int) -> None:
+    """Run Dramatiq worker processes for every queue."""
+    from workers.launch import exec_workers
+
+    exec_workers(config, processes=processes, threads=threads)
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Bind address (default: ingress.host).")
+@click.option("--port", type=int, default=None, help="Port (default: ingress.port).")
+@click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--var-dir", type=click.Path(file_okay=False), default="var", show_default=True,
+              help="Where sandbox mode keeps its generated config, secrets and database.")
+def up(
+    config: Config, host: str | None, port: int | None, processes: int, threads: int, var_dir: str
+) -> None:
+    """Ingress, workers and the reconcile scheduler in one command (Ctrl-C stops all).
+
+    With no config file at all, runs the sandbox: three sources (cometchat, openphone, diga)
+    with generated secrets, their vendor APIs simulated in-process, records in SQLite.
+    """
+    from callhook.up import run_up
+
+    sys.exit(run_up(config, host=host, port=port, processes=processes, threads=threads,
+                    var_dir=var_dir))  # fmt: skip
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead-lettered work."""
+
+
+@dlq.command("list")
+@config_option
+@click.option("--sink", default=None, help="Only this sink's entries.")
+def dlq_list(config: Config, sink: str | None) -> None:
+    """Table of dead letters: when, stage, sink, call, reason."""
+    from workers.dlq_cli import list_entries
+
+    click.echo(list_entries(config, sink=sink))
+
+
+@dlq.command("replay")
+@config_option
+@click.option("--sink", default=None, help="Replay this sink's entries.")
+@click.option("--id", "ids", multiple=True, help="Replay this entry (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Replay every entry.")
+def dlq_replay(config: Config, sink: str | None, ids: tuple[str, ...], everything: bool) -> None:
+    """Re-enqueue dead letters (removed once re-enqueued)."""
+    from workers.dlq_cli import replay
+
+    if not (sink or ids or everything):
+        click.echo("callhook: say which: --all, --sink NAME or --id ID", err=True)
+        sys.exit(2)
+    click.echo(replay(config, sink=sink, ids=ids))
+
+
+@dlq.command("purge")
+@config_option
+@click.option("--sink", default=None, help="Only this sink's entries.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(config: Config, sink: str | None, yes: bool) -> None:
+    """Delete dead letters for good."""
+    from workers.dlq_cli import purge
+
+    if not yes:
+        click.confirm("Delete these dead letters for good?", abort=True)
+    click.echo(purge(config, sink=sink))

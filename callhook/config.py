@@ -1,0 +1,235 @@
+"""Configuration: TOML → `${ENV}` expansion → frozen pydantic models, parsed once.
+
+Nothing else in Callhook reads `os.environ`. Every error is a `ConfigError` whose message
+names the key and the problem in one line, and never contains a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+from urllib.parse import urlsplit, urlunsplit
+
+from callhook.errors import ConfigError
+from callhook.sinks import SINKS
+from callhook.sinks.base import SinkConfig
+from callhook.vendors import VENDORS
+from callhook.vendors.base import SourceConfig
+
+DEFAULT_PATH = Path("callhook.toml")
+#: written by `callhook up` in sandbox mode; found when there is no other config
+SANDBOX_PATH = Path("var/sandbox.toml")
+ENV_PATH_VARIABLE = "CALLHOOK_CONFIG"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RedisConfig(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    #: prefix of every key Callhook and its Dramatiq broker write
+    namespace: str = Field(default="callhook", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    #: how long an accepted event key is remembered for duplicate detection (≥ 72 h)
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=72 * 3600)
+    #: bound on the accept step (dedupe + enqueue) before ingress answers 503
+    accept_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_serializer("url")
+    def _hide_password(self, value: str) -> str:
+        return redact_url(value)
+
+
+class IngressConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    timestamp_tolerance_s: int = Field(default=300, gt=0)
+
+
+class ReconcileConfig(_Section):
+    interval_s: int = Field(default=900, ge=0)
+    lookback_s: int = Field(default=7200, gt=0)
+
+
+class Config(_Section):
+    redis: RedisConfig = RedisConfig()
+    ingress: IngressConfig = IngressConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
+    # SerializeAsAny: dump each entry with its vendor's / sink type's own fields
+    sources: Mapping[str, SerializeAsAny[SourceConfig]] = Field(default_factory=dict)
+    sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()
+    #: where the config came from, for messages ("built-in defaults" when no file)
+    origin: str = "built-in defaults"
+
+
+def resolve_path(
+    explicit: str | Path | None, environ: Mapping[str, str], *, sandbox: bool = True
+) -> Path | None:
+    """`--config`, else `$CALLHOOK_CONFIG`, else `./callhook.toml`, else (with `sandbox`)
+    the sandbox's `./var/sandbox.toml`, each if it exists; else None (built-in defaults)."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_PATH_VARIABLE):
+        return Path(environ[ENV_PATH_VARIABLE])
+    if DEFAULT_PATH.is_file():
+        return DEFAULT_PATH
+    return SANDBOX_PATH if sandbox and SANDBOX_PATH.is_file() else None
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    sandbox: bool = True,
+) -> Config:
+    """Load and validate the config; `path=None` follows `resolve_path`."""
+    environ = os.environ if environ is None else environ
+    resolved = resolve_path(path, environ, sandbox=sandbox)
+    if resolved is None:
+        return Config()
+    try:
+        raw = tomllib.loads(resolved.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{resolved}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{resolved}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{resolved}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{resolved}: not valid TOML ({exc})") from None
+    return parse_config(raw, environ, origin=str(resolved))
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str], *, origin: str) -> Config:
+    """Validate an already-decoded TOML document."""
+    expanded = _expand(dict(raw), environ, ())
+    sources = {
+        name: _parse_source(name, table)
+        for name, table in _table(expanded.pop("sources", {}), "sources").items()
+    }
+    sinks_raw = expanded.pop("sinks", [])
+    if not isinstance(sinks_raw, list):
+        raise ConfigError("sinks: must be an array of tables ([[sinks]])")
+    sinks = tuple(_parse_sink(index, table) for index, table in enumerate(sinks_raw))
+    names = [sink.name for sink in sinks]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"sinks: two sinks are named {name!r}")
+    try:
+        return Config.model_validate(
+            {**expanded, "sources": sources, "sinks": sinks, "origin": origin}
+        )
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, ())) from None
+
+
+def _parse_source(name: str, table: Any) -> SourceConfig:
+    where = ("sources", name)
+    if not _SOURCE_NAME.match(name):
+        raise ConfigError(f"sources.{name}: a source name may use letters, digits, '_' and '-'")
+    table = _table(table, ".".join(where))
+    vendor_name = table.get("vendor")
+    if vendor_name is None:
+        raise ConfigError(f"sources.{name}.vendor: missing (one of {', '.join(VENDORS)})")
+    vendor = VENDORS.get(str(vendor_name))
+    if vendor is None:
+        raise ConfigError(
+            f"sources.{name}.vendor: unknown vendor {vendor_name!r} (one of {', '.join(VENDORS)})"
+        )
+    try:
+        return vendor.config_model.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+
+
+def _parse_sink(index: int, table: Any) -> SinkConfig:
+    table = _table(table, f"sinks[{index}]")
+    label = f"sinks[{index}]" if "name" not in table else f"sinks[{index}] ({table['name']})"
+    type_name = table.get("type")
+    sink = SINKS.get(str(type_name)) if type_name is not None else None
+    if sink is None:
+        problem = "missing" if type_name is None else f"unknown sink type {type_name!r}"
+        raise ConfigError(f"{label}.type: {problem} (one of {', '.join(SINKS)})")
+    try:
+        return sink.config_model.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, (label,))) from None
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table")
+    return value
+
+
+def _expand(value: Any, environ: Mapping[str, str], where: tuple[str, ...]) -> Any:
+    """Replace `${NAME}` in every string; a missing variable names itself and the key."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(
+                    f"{'.'.join(where)}: environment variable {name} is not set"
+                )
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: _expand(item, environ, (*where, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, environ, (*where, f"[{i}]")) for i, item in enumerate(value)]
+    return value
+
+
+def _describe(exc: ValidationError, where: tuple[str, ...]) -> str:
+    """The first validation problem as `key.path: message` (never the offending value)."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    location = ".".join((*where, *(str(part) for part in error["loc"]))) or "config"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "missing"
+    return f"{location.replace('.[', '[')}: {message}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `**********` (for display only)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:**********@{host}{port}"))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data with every secret shown as `**********`."""
+    dumped: dict[str, Any] = config.model_dump(mode="json", exclude={"origin"})
+    return dumped

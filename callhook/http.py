@@ -1,0 +1,132 @@
+"""Outbound HTTP: client settings, Retry-After parsing, backoff, and status classification."""
+
+from __future__ import annotations
+
+import random
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from callhook.errors import (
+    NotReadyYet,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+)
+
+#: connect fast, read patiently; vendor APIs answer in well under this.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+USER_AGENT = "Callhook/0.1 (+https://github.com/callhook/callhook)"
+
+
+def make_client(
+    *,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    limits: httpx.Limits = DEFAULT_LIMITS,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one httpx client a process uses for every vendor API and sink."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+        headers={"user-agent": USER_AGENT},
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if now is None:
+        import time
+
+        now = time.time()
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_s(attempt: int, *, base_s: float = 1.0, cap_s: float = 300.0) -> float:
+    """Exponential backoff with full jitter for retry number `attempt` (0-based)."""
+    ceiling = min(cap_s, base_s * (2**attempt))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def raise_for_upstream(response: httpx.Response, *, target: str, not_found_is_late: bool) -> None:
+    """Raise the error class for a non-2xx answer; return on 2xx.
+
+    `not_found_is_late`: a 404 means "the vendor has not caught up yet" (Get Call right after
+    an event) rather than a permanent miss.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    reason = f"{target} answered HTTP {status}{_error_code(response)}"
+    if status == 429:
+        raise RateLimited(
+            reason,
+            target=target,
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status == 404 and not_found_is_late:
+        raise NotReadyYet(reason, target=target, status_code=status)
+    if status in (408, 425) or status >= 500:
+        raise RetryableError(
+            reason,
+            target=target,
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    raise PermanentError(reason, target=target, status_code=status)
+
+
+def _error_code(response: httpx.Response) -> str:
+    """A short vendor error code from the body, if it has one (never the whole body)."""
+    try:
+        body = orjson.loads(response.content[:65536])
+    except orjson.JSONDecodeError:
+        return ""
+    code: Any = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+        code = code or body.get("error_code") or body.get("code")
+    return f" ({str(code)[:64]})" if code else ""
+
+
+def json_object(response: httpx.Response, *, target: str) -> dict[str, Any]:
+    """The body of a 2xx answer as a JSON object, or a RetryableError saying what was wrong.
+
+    A 2xx that is not a JSON object (an HTML error page from a proxy, a truncated body) is
+    treated as transient: it is usually an intermediary's fault and clears by itself.
+    """
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        kind = response.headers.get("content-type", "unknown type")
+        raise RetryableError(
+            f"{target} answered HTTP {response.status_code} with a body that is not JSON ({kind})",
+            target=target,
+            status_code=response.status_code,
+        ) from None
+    if not isinstance(body, dict):
+        raise RetryableError(
+            f"{target} answered with JSON that is not an object",
+            target=target,
+            status_code=response.status_code,
+        )
+    return body

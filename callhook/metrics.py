@@ -1,0 +1,69 @@
+"""Every Prometheus metric Callhook exposes, defined once (SPEC section 6)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+webhooks_total = Counter(
+    "callhook_webhooks",
+    "Webhook deliveries received, by source and outcome "
+    "(accepted, duplicate, ignored, unauthenticated, bad_payload, too_large, unavailable, "
+    "unknown_source).",
+    ["source", "outcome"],
+)
+events_enqueued_total = Counter(
+    "callhook_events_enqueued",
+    "Events durably enqueued for enrichment, by source and normalised type.",
+    ["source", "type"],
+)
+ingress_accept_seconds = Histogram(
+    "callhook_ingress_accept_seconds",
+    "Time of the Redis accept step (dedupe mark + enqueue).",
+    buckets=_LATENCY_BUCKETS,
+)
+enrich_total = Counter(
+    "callhook_enrich",
+    "Enrichment attempts by vendor and outcome (ok, payload_only, retry, dead_letter).",
+    ["vendor", "outcome"],
+)
+vendor_request_seconds = Histogram(
+    "callhook_vendor_request_seconds",
+    "Vendor API request latency.",
+    ["vendor"],
+    buckets=_LATENCY_BUCKETS,
+)
+sink_deliveries_total = Counter(
+    "callhook_sink_deliveries",
+    "Sink deliveries by sink and outcome (ok, retry, dead_letter, skipped).",
+    ["sink", "outcome"],
+)
+sink_seconds = Histogram(
+    "callhook_sink_seconds",
+    "Time of one sink write.",
+    ["sink"],
+    buckets=_LATENCY_BUCKETS,
+)
+end_to_end_seconds = Histogram(
+    "callhook_end_to_end_seconds",
+    "From the webhook's acceptance to the record's delivery to a sink.",
+    ["sink"],
+    buckets=_E2E_BUCKETS,
+)
+dead_letters = Gauge(
+    "callhook_dead_letters",
+    "Dead-lettered work items currently stored, by stage queue.",
+    ["queue"],
+)
+queue_depth = Gauge(
+    "callhook_queue_depth",
+    "Messages waiting in each work queue (read from Redis at scrape time).",
+    ["queue"],
+)
+reconcile_calls_total = Counter(
+    "callhook_reconcile_calls",
+    "Calls seen by reconcile, by source and outcome (seen, new, updated, failed).",
+    ["source", "outcome"],
+)

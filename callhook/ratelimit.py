@@ -1,0 +1,75 @@
+"""A fleet-wide rate limit per source, shared by every worker process through Redis.
+
+GCRA (generic cell rate algorithm) in one Lua script, timed by the Redis server's clock so
+workers on different hosts agree. A vendor's 429 pauses the whole fleet for that source
+until its Retry-After has passed (`pause`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio
+
+# KEYS: [theoretical arrival time key, pause key]. ARGV: [interval_us, burst].
+# Returns microseconds to wait before trying again (0 = go now; the slot is taken).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then return paused - now end
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allow_at = tat - interval * burst
+if now < allow_at then return allow_at - now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+return 0
+"""
+
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_us = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_us > current then
+  redis.call('SET', KEYS[1], until_us, 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 0
+"""
+
+
+class FleetRateLimiter:
+    """`await limiter.acquire(source, rate_per_s)` before each vendor request."""
+
+    def __init__(self, client: redis.asyncio.Redis, namespace: str, *, burst: int = 1) -> None:
+        self.namespace = namespace
+        self.burst = burst
+        self._acquire = client.register_script(_ACQUIRE)
+        self._pause = client.register_script(_PAUSE)
+
+    def _keys(self, source: str) -> list[str]:
+        base = f"{self.namespace}:ratelimit:{source}"
+        return [base, f"{base}:pause"]
+
+    async def acquire(self, source: str, rate_per_s: float, *, max_wait_s: float = 60.0) -> None:
+        """Wait until this process may make one request for `source`.
+
+        Raises TimeoutError if no slot came within `max_wait_s` (the caller retries later).
+        """
+        interval_us = max(1, int(1_000_000 / rate_per_s))
+        waited = 0.0
+        while True:
+            wait_us = int(await self._acquire(keys=self._keys(source), args=[interval_us, self.burst]))
+            if wait_us <= 0:
+                return
+            delay = wait_us / 1_000_000
+            if waited + delay > max_wait_s:
+                raise TimeoutError(f"rate limit for {source}: no slot within {max_wait_s}s")
+            waited += delay
+            await asyncio.sleep(delay)
+
+    async def pause(self, source: str, seconds: float) -> None:
+        """Hold every worker's requests for `source` for `seconds` (after a 429)."""
+        await self._pause(keys=self._keys(source)[1:], args=[max(1, int(seconds * 1_000_000))])

@@ -1,0 +1,195 @@
+"""The call record (`callhook.call/v1`) and how partial observations of one call merge.
+
+A vendor normaliser turns one observation (an event payload, a Get Call answer) into a
+`CallRecord` that may leave fields unset. `merge` folds observations together so that
+the newest state of the call wins whatever order they are processed in:
+
+* status moves forward only: ringing < in_progress < a final status; between two final
+  statuses (or two equal ranks) the observation made later wins;
+* any other scalar field takes the newer observation's value when it has one, and the
+  older observation's value only where the newer is empty;
+* recordings and participants are unioned by id; vendor_data is merged key by key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "callhook.call/v1"
+
+
+class CallStatus(StrEnum):
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    MISSED = "missed"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        CallStatus.COMPLETED,
+        CallStatus.MISSED,
+        CallStatus.NO_ANSWER,
+        CallStatus.BUSY,
+        CallStatus.REJECTED,
+        CallStatus.CANCELED,
+        CallStatus.FAILED,
+    }
+)
+
+
+def status_rank(status: CallStatus) -> int:
+    if status in FINAL_STATUSES:
+        return 3
+    return {CallStatus.UNKNOWN: 0, CallStatus.RINGING: 1, CallStatus.IN_PROGRESS: 2}[status]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Participant(_Model):
+    id: str
+    name: str | None = None
+    joined_at: str | None = None
+    left_at: str | None = None
+    duration_s: float | None = None
+
+
+class Recording(_Model):
+    id: str
+    url: str | None = None
+    duration_s: float | None = None
+    started_at: str | None = None
+    stored_as: str | None = None
+
+
+class LastEvent(_Model):
+    type: str
+    key: str
+    received_at: str
+
+
+class CallRecord(_Model):
+    """One call, across all the events and API answers seen for it."""
+
+    schema_: Literal["callhook.call/v1"] = Field(default=SCHEMA, alias="schema")
+    source: str
+    vendor: str
+    call_id: str
+    status: CallStatus = CallStatus.UNKNOWN
+    vendor_status: str | None = None
+    direction: Literal["inbound", "outbound"] | None = None
+    media: Literal["audio", "video"] | None = None
+    initiator: str | None = None
+    receiver: str | None = None
+    participants: tuple[Participant, ...] = ()
+    created_at: str | None = None
+    started_at: str | None = None
+    answered_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    recordings: tuple[Recording, ...] = ()
+    transcript: Any = None
+    summary: Any = None
+    voicemail: Any = None
+    last_event: LastEvent | None = None
+    vendor_data: dict[str, Any] = Field(default_factory=dict)
+    # Not part of the wire schema's required fields, but part of v1: set when the record was
+    # built from the webhook payload alone because the vendor API never returned the call.
+    enrichment: Literal["api", "payload_only"] | None = None
+    observed_at: str | None = None
+    #: +1 on every merge of this call; sinks never replace a higher revision with a lower
+    revision: int = 0
+    updated_at: str | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The record as its JSON wire shape (the `schema` key spelled as in the SPEC)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+_SCALARS = (
+    "vendor_status",
+    "direction",
+    "media",
+    "initiator",
+    "receiver",
+    "created_at",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+    "transcript",
+    "summary",
+    "voicemail",
+)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _is_newer(candidate: CallRecord, current: CallRecord) -> bool:
+    """Whether `candidate` describes a later state of the call than `current`."""
+    c_rank, o_rank = status_rank(candidate.status), status_rank(current.status)
+    if c_rank != o_rank:
+        return c_rank > o_rank
+    return (candidate.observed_at or "") >= (current.observed_at or "")
+
+
+def _union_by_id(older: tuple[Any, ...], newer: tuple[Any, ...]) -> tuple[Any, ...]:
+    merged: dict[str, Any] = {item.id: item for item in older}
+    for item in newer:
+        previous = merged.get(item.id)
+        if previous is None:
+            merged[item.id] = item
+        else:
+            # keep what the older one knew (e.g. stored_as) where the newer is silent
+            fields = {k: v for k, v in item.model_dump().items() if v is not None}
+            merged[item.id] = previous.model_copy(update=fields)
+    return tuple(merged.values())
+
+
+def merge(current: CallRecord | None, observation: CallRecord) -> CallRecord:
+    """Fold `observation` into `current`; the newer state wins field by field."""
+    if current is None:
+        return observation.model_copy(update={"updated_at": utc_now_iso(), "revision": 1})
+    if (current.source, current.call_id) != (observation.source, observation.call_id):
+        raise ValueError("merge() of records for different calls")
+    newer, older = (
+        (observation, current) if _is_newer(observation, current) else (current, observation)
+    )
+    update: dict[str, Any] = {}
+    for name in _SCALARS:
+        value = getattr(newer, name)
+        update[name] = value if value is not None else getattr(older, name)
+    update["status"] = newer.status if newer.status != CallStatus.UNKNOWN else older.status
+    update["participants"] = _union_by_id(older.participants, newer.participants)
+    update["recordings"] = _union_by_id(older.recordings, newer.recordings)
+    update["vendor_data"] = {**older.vendor_data, **newer.vendor_data}
+    update["enrichment"] = "api" if "api" in (current.enrichment, observation.enrichment) else (
+        newer.enrichment or older.enrichment
+    )
+    update["last_event"] = _latest_event(current.last_event, observation.last_event)
+    update["observed_at"] = max(current.observed_at or "", observation.observed_at or "") or None
+    update["revision"] = current.revision + 1
+    update["updated_at"] = utc_now_iso()
+    return newer.model_copy(update=update)
+
+
+def _latest_event(a: LastEvent | None, b: LastEvent | None) -> LastEvent | None:
+    if a is None or b is None:
+        return a or b
+    return b if b.received_at >= a.received_at else a

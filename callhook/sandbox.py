@@ -1,0 +1,116 @@
+"""Sandbox mode: `callhook up` with no config file at all.
+
+Three sources (cometchat, openphone, diga) with secrets generated once and kept under
+`var/`, their vendor APIs answered by the in-process simulators (the same ones the tests
+use), and the SQLite database sink at `var/callhook.db`. Everything is written to
+`var/sandbox.toml`, an ordinary config file, which the other commands then find by
+themselves (`callhook send-test-event openphone` needs no flags).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from callhook.sinks import SINKS
+from callhook.vendors import VENDORS
+from callhook.vendors.base import VendorSimulatorState
+
+SANDBOX_FILE = "sandbox.toml"
+SECRETS_FILE = "sandbox-secrets.json"
+
+
+@dataclass
+class Sandbox:
+    config_path: Path
+    api_keys: dict[str, str]
+    simulator_states: dict[str, VendorSimulatorState] = field(default_factory=dict)
+
+    def simulator_app(self) -> Starlette:
+        """Every vendor's simulated API, each mounted at /<vendor>."""
+        mounts = []
+        for name, vendor in VENDORS.items():
+            state = VendorSimulatorState(api_key=self.api_keys[name], autocreate=True)
+            self.simulator_states[name] = state
+            mounts.append(Mount(f"/{name}", app=vendor.simulator_app(state)))
+        return Starlette(routes=mounts)
+
+
+def _generated_secrets(path: Path) -> dict[str, str]:
+    if path.is_file():
+        stored: dict[str, str] = orjson.loads(path.read_bytes())
+        return stored
+    values = {
+        "cometchat_user": "callhook",
+        "cometchat_password": secrets.token_urlsafe(18),
+        "cometchat_api_key": secrets.token_hex(20),
+        "openphone_signing_secret": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "openphone_webhook_secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        "openphone_api_key": secrets.token_urlsafe(24),
+        "diga_webhook_token": secrets.token_urlsafe(24),
+        "diga_api_key": secrets.token_urlsafe(24),
+    }
+    path.write_bytes(orjson.dumps(values, option=orjson.OPT_INDENT_2))
+    path.chmod(0o600)
+    return values
+
+
+def prepare(var_dir: Path, *, ingress_host: str, ingress_port: int, simulator_port: int) -> Sandbox:
+    """Write `var/sandbox.toml` (secrets generated on first use) and return the sandbox."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    values = _generated_secrets(var_dir / SECRETS_FILE)
+    api = f"http://127.0.0.1:{simulator_port}"
+    if "database" in SINKS:
+        sink = f'type = "database"\nurl = "sqlite:///{(var_dir / "callhook.db").as_posix()}"'
+    else:
+        sink = f'type = "file"\npath = "{(var_dir / "records.jsonl").as_posix()}"'
+    text = f"""# Written by `callhook up` in sandbox mode (no config file was found).
+# Vendor APIs are simulated in-process at {api}. Delete this file to regenerate it.
+
+[ingress]
+host = "{ingress_host}"
+port = {ingress_port}
+
+[sources.cometchat]
+vendor = "cometchat"
+app_id = "sandbox"
+region = "us"
+basic_auth_username = "{values["cometchat_user"]}"
+basic_auth_password = "{values["cometchat_password"]}"
+api_key = "{values["cometchat_api_key"]}"
+api_base_url = "{api}/cometchat"
+
+[sources.openphone]
+vendor = "openphone"
+signing_secret = "{values["openphone_signing_secret"]}"
+webhook_secret = "{values["openphone_webhook_secret"]}"
+api_key = "{values["openphone_api_key"]}"
+api_base_url = "{api}/openphone"
+
+[sources.diga]
+vendor = "diga"
+webhook_token = "{values["diga_webhook_token"]}"
+api_key = "{values["diga_api_key"]}"
+api_base_url = "{api}/diga"
+
+[[sinks]]
+name = "sandbox"
+{sink}
+"""
+    path = var_dir / SANDBOX_FILE
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return Sandbox(
+        config_path=path,
+        api_keys={
+            "cometchat": values["cometchat_api_key"],
+            "openphone": values["openphone_api_key"],
+            "diga": values["diga_api_key"],
+        },
+    )

@@ -1,0 +1,90 @@
+"""The sink interface and the settings every `[[sinks]]` table shares."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import httpx
+import redis.asyncio
+from pydantic import BaseModel, ConfigDict, Field
+
+from callhook.events import EventType
+from callhook.record import CallStatus
+
+
+class When(BaseModel):
+    """Conditions on the record; every one given must hold (SPEC section 2)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vendor: tuple[str, ...] | None = None
+    source: tuple[str, ...] | None = None
+    status: tuple[CallStatus, ...] | None = None
+    direction: tuple[str, ...] | None = None
+    media: tuple[str, ...] | None = None
+    has_recording: bool | None = None
+    min_duration_s: float | None = Field(default=None, ge=0)
+
+
+class SinkConfig(BaseModel):
+    """Settings every sink has; each sink type subclasses it with its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    type: str
+    #: normalised event types that trigger this sink; None = all
+    events: tuple[EventType, ...] | None = None
+    when: When = When()
+    #: seconds for one write before it counts as a transient failure
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+ConfigT = TypeVar("ConfigT", bound=SinkConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResources:
+    """What a worker process owns and lends to every sink: one httpx client, one Redis
+    client, and the key namespace under which sinks may keep idempotency marks."""
+
+    http: httpx.AsyncClient
+    redis: redis.asyncio.Redis
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The event that caused this delivery; sinks key their idempotency on it."""
+
+    event_key: str
+    event_type: EventType
+    received_at: str
+    payload: dict[str, Any] | None = None
+
+
+class Sink(ABC, Generic[ConfigT]):
+    """A destination for call records. `write` must be idempotent per (call, trigger type).
+
+    Errors: raise `RetryableError` (or `RateLimited`) for transient failures and
+    `PermanentError` for ones retrying cannot fix; the deliver actor does the rest.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[SinkConfig]]
+
+    def __init__(self, config: ConfigT, resources: SinkResources) -> None:
+        self.config = config
+        self.resources = resources
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect, migrate, validate reachability. Called once per process."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abstractmethod
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+        """Store or send the record (its JSON wire shape)."""

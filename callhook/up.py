@@ -1,0 +1,87 @@
+"""`callhook up`: ingress, workers and the scheduler in one command, for a laptop or one box."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from callhook import logs
+from callhook.config import SANDBOX_PATH, Config, load_config
+from callhook.sandbox import Sandbox, prepare
+from service.app import create_app
+from workers.launch import worker_command, worker_environment
+
+log = logging.getLogger("callhook.up")
+
+
+def is_sandbox(config: Config) -> bool:
+    """No config file was given or found (the sandbox's own file does not count)."""
+    return config.origin in ("built-in defaults", str(SANDBOX_PATH))
+
+
+def run_up(
+    config: Config, *, host: str | None, port: int | None, processes: int, threads: int,
+    var_dir: str,
+) -> int:  # fmt: skip
+    logs.configure()
+    host = host or config.ingress.host
+    port = config.ingress.port if port is None else port
+    sandbox: Sandbox | None = None
+    simulator: uvicorn.Server | None = None
+    if is_sandbox(config):
+        sandbox = prepare(Path(var_dir), ingress_host=host, ingress_port=port,
+                          simulator_port=port + 1)  # fmt: skip
+        config = load_config(sandbox.config_path)
+        simulator = background_server(sandbox, host="127.0.0.1", port=port + 1)
+
+    workers = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        worker_command(processes, threads), env=worker_environment(config)
+    )
+    sinks = ", ".join(f"{s.name} ({s.type})" for s in config.sinks) or "none"
+    sources = ", ".join(sorted(config.sources)) or "none (every webhook answers 404)"
+    mode = f"sandbox (vendor APIs simulated at http://127.0.0.1:{port + 1})" if sandbox else config.origin
+    print(  # noqa: T201 - the one line `up` promises
+        f"callhook up: ingress http://{host}:{port} · sources: {sources} · workers: {processes}×"
+        f"{threads} threads (pid {workers.pid}) · sinks: {sinks} · scheduler: not started "
+        f"(reconcile is not built yet) · config: {mode}",
+        flush=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host=host, port=port, access_log=False, log_config=None,
+                       timeout_graceful_shutdown=30)  # fmt: skip
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; we are stopping anyway
+    finally:
+        stop(workers)
+        if simulator is not None:
+            simulator.should_exit = True
+    return 0 if server.started else 1
+
+
+def background_server(sandbox: Sandbox, *, host: str, port: int) -> uvicorn.Server:
+    server = uvicorn.Server(
+        uvicorn.Config(sandbox.simulator_app(), host=host, port=port, log_level="warning",
+                       access_log=False, log_config=None, lifespan="off")  # fmt: skip
+    )
+    # uvicorn installs signal handlers only in the main thread: this one just serves
+    threading.Thread(target=server.run, name="vendor-simulators", daemon=True).start()
+    return server
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the workers (they finish or requeue in-flight work), then wait."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

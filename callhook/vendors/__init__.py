@@ -1,0 +1,1 @@
+"""The vendor registry (being assembled: vendors land in parallel)."""

@@ -1,0 +1,1 @@
+"""The HTTP ingress process: authenticate, dedupe, durably enqueue, answer."""

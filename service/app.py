@@ -1,0 +1,115 @@
+"""The ingress application: `create_app(config)` → a Starlette app with its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio
+import redis.exceptions
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from callhook.config import Config
+from service.accept import Acceptor
+from service.health import healthz, metrics_endpoint, readyz
+from service.openapi import openapi_endpoint
+from service.state import AppState, enabled_routes, redis_client
+from service.webhooks import receive_webhook
+
+log = logging.getLogger("callhook.ingress")
+
+
+def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> Starlette:
+    """The ingress app. `client` lets tests hand in a Redis client; else one is made."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis_conn = client or redis_client(config)
+        routes = enabled_routes(config)
+        app.state.callhook = AppState(
+            config=config,
+            routes=routes,
+            redis=redis_conn,
+            acceptor=Acceptor(
+                redis_conn,
+                namespace=config.redis.namespace,
+                dedupe_ttl_s=config.redis.dedupe_ttl_s,
+                timeout_s=config.redis.accept_timeout_s,
+            ),
+        )
+        announce_sources(config, sorted(routes))
+        await warn_about_redis(redis_conn)
+        try:
+            yield
+        finally:
+            if client is None:
+                await redis_conn.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{source}", receive_webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+        lifespan=lifespan,
+    )
+
+
+def announce_sources(config: Config, enabled: list[str]) -> None:
+    disabled = sorted(set(config.sources) - set(enabled))
+    if not enabled:
+        log.warning(
+            "no vendor source is enabled: every /webhooks/... path answers 404 until one is "
+            "configured (config: %s)",
+            config.origin,
+        )
+    else:
+        log.info("sources enabled: %s", ", ".join(enabled))
+    if disabled:
+        log.warning("sources with empty webhook credentials (answering 404): %s", ", ".join(disabled))
+
+
+async def warn_about_redis(client: redis.asyncio.Redis) -> None:
+    """Say at start when Redis could lose accepted events (no persistence, evicting policy)."""
+    try:
+        raw = await client.config_get("appendonly", "save", "maxmemory-policy")
+    except (redis.exceptions.RedisError, OSError) as exc:
+        log.warning("cannot read redis persistence settings (%s); check them", type(exc).__name__)
+        return
+    settings = {_text(key): _text(value) for key, value in raw.items()}
+    if settings.get("appendonly") != "yes" and not settings.get("save"):
+        log.warning(
+            "redis has no persistence (appendonly no, no save points): a Redis restart "
+            "loses accepted events; use appendonly yes (see docs/guarantees.md)"
+        )
+    policy = settings.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        log.warning(
+            "redis maxmemory-policy is %s: under memory pressure it may evict queued events; "
+            "use noeviction",
+            policy,
+        )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"status": "error", "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"status": "error", "detail": "internal error"}, status_code=500)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

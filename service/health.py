@@ -1,0 +1,52 @@
+"""GET /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.exceptions
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from callhook import metrics
+from callhook.queues import QUEUES, dlq_index_key, queue_key
+from service.state import AppState
+
+log = logging.getLogger("callhook.ingress")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.app.state.callhook
+    try:
+        async with asyncio.timeout(state.config.redis.accept_timeout_s):
+            await state.redis.ping()
+    except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+        return JSONResponse(
+            {"status": "unavailable", "detail": f"redis: {type(exc).__name__}"}, status_code=503
+        )
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text; queue depths and dead-letter counts are read from Redis now."""
+    state: AppState = request.app.state.callhook
+    namespace = state.config.redis.namespace
+    try:
+        async with asyncio.timeout(state.config.redis.accept_timeout_s):
+            async with state.redis.pipeline(transaction=False) as pipe:
+                for queue in QUEUES:
+                    pipe.llen(queue_key(namespace, queue))
+                    pipe.zcard(dlq_index_key(namespace, queue))
+                counts = await pipe.execute()
+        for index, queue in enumerate(QUEUES):
+            metrics.queue_depth.labels(queue).set(counts[2 * index])
+            metrics.dead_letters.labels(queue).set(counts[2 * index + 1])
+    except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+        log.warning("metrics: could not read queue depths from redis: %s", type(exc).__name__)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,99 @@
+"""GET /openapi.json: the OpenAPI 3.1 description of the ingress routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import callhook
+
+_ANSWER = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string"},
+        "detail": {"type": "string"},
+        "event_key": {"type": "string"},
+    },
+}
+
+
+def _json(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}},
+    }
+
+
+def document(source_names: list[str]) -> dict[str, Any]:
+    source_schema: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+    if source_names:
+        source_schema["examples"] = source_names
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Callhook ingress",
+            "version": callhook.__version__,
+            "description": "Webhook target for calling platforms. Vendors POST call events "
+            "to /webhooks/{source}; a 200 means the event is durably queued.",
+        },
+        "paths": {
+            "/webhooks/{source}": {
+                "post": {
+                    "operationId": "receiveWebhook",
+                    "summary": "A vendor delivery for a configured source",
+                    "parameters": [
+                        {"name": "source", "in": "path", "required": True, "schema": source_schema}
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _json("accepted, duplicate, or ignored (not a call event)"),
+                        "400": _json("not JSON, not an object, or no call identity"),
+                        "401": _json("missing or wrong credentials, signature or timestamp"),
+                        "404": _json("unknown source"),
+                        "413": _json("body over ingress.max_body_bytes"),
+                        "503": {
+                            **_json("Redis did not confirm the write: retry later"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "responses": {"200": _json("the process runs")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": _json("Redis answers"),
+                        "503": _json("Redis does not answer"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": {"Answer": _ANSWER}},
+    }
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(document(sorted(request.app.state.callhook.routes)))

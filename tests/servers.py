@@ -1,0 +1,165 @@
+"""Real servers for tests: Redis and PostgreSQL (started when none answers), and ASGI apps
+served by Uvicorn on a loopback port in a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_answers(host: str, port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answers(host, port, timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on {host}:{port} within {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of our own (for chaos tests, or when none runs)."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    appendonly: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        args = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_answers("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    """The machine's Redis on 6379 if it answers, else one started for this test run."""
+    if answers("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    with tempfile.TemporaryDirectory(prefix="callhook-redis-") as directory:
+        server = RedisServer(port=free_port(), directory=Path(directory))
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def postgres_dsn() -> Iterator[str]:
+    """A libpq DSN for a PostgreSQL server: the machine's on 5432 if it answers, else one
+    initialised and started for this run (needs the postgresql server package)."""
+    if answers("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432"
+        return
+    bindir = _pg_bindir()
+    with tempfile.TemporaryDirectory(prefix="callhook-pg-") as directory:
+        data = Path(directory) / "data"
+        port = free_port()
+        run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+        if run_as:
+            shutil.chown(directory, "postgres")
+        subprocess.run(
+            [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        process = subprocess.Popen(
+            [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+             "-k", directory, "-c", "listen_addresses=127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_until_answers("127.0.0.1", port, timeout=30)
+            yield f"postgresql://postgres@127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _pg_bindir() -> Path:
+    root = Path("/usr/lib/postgresql")
+    versions = sorted(root.glob("*/bin/postgres")) if root.is_dir() else []
+    if not versions:
+        raise RuntimeError("no PostgreSQL server answers on 5432 and none is installed")
+    return versions[-1].parent
+
+
+class ServerThread:
+    """Serve an ASGI app with Uvicorn on 127.0.0.1:<free port> in a daemon thread."""
+
+    def __init__(self, app: ASGIApp, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

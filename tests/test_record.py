@@ -1,0 +1,94 @@
+"""The call record's merge: whatever the order, the newest state wins."""
+
+from __future__ import annotations
+
+import itertools
+
+from callhook.record import CallRecord, CallStatus, LastEvent, Recording, merge
+
+
+def observation(status: CallStatus, observed_at: str, **fields: object) -> CallRecord:
+    return CallRecord(
+        source="quo", vendor="openphone", call_id="AC1", status=status,
+        observed_at=observed_at, **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+RINGING = observation(
+    CallStatus.RINGING, "2026-01-01T10:00:00.000Z", direction="inbound",
+    initiator="+15550100", receiver="+15550101",
+    last_event=LastEvent(type="call.ringing", key="e1", received_at="2026-01-01T10:00:00.100Z"),
+)  # fmt: skip
+ANSWERED = observation(
+    CallStatus.IN_PROGRESS, "2026-01-01T10:00:05.000Z", answered_at="2026-01-01T10:00:05.000Z",
+    last_event=LastEvent(type="call.started", key="e2", received_at="2026-01-01T10:00:05.100Z"),
+)  # fmt: skip
+COMPLETED = observation(
+    CallStatus.COMPLETED, "2026-01-01T10:01:00.000Z", duration_s=55.0,
+    ended_at="2026-01-01T10:01:00.000Z",
+    last_event=LastEvent(type="call.completed", key="e3", received_at="2026-01-01T10:01:00.100Z"),
+)  # fmt: skip
+RECORDING = observation(
+    CallStatus.UNKNOWN, "2026-01-01T10:02:00.000Z",
+    recordings=(Recording(id="R1", url="https://x/r1.mp3", duration_s=50.0),),
+    last_event=LastEvent(type="call.recording.ready", key="e4",
+                         received_at="2026-01-01T10:02:00.100Z"),
+)  # fmt: skip
+
+
+def fold(records: tuple[CallRecord, ...]) -> CallRecord:
+    current: CallRecord | None = None
+    for record in records:
+        current = merge(current, record)
+    assert current is not None
+    return current
+
+
+def test_every_order_converges_on_the_newest_state() -> None:
+    results = {
+        fold(order).model_dump(exclude={"updated_at", "revision"}, mode="json").__repr__()
+        for order in itertools.permutations((RINGING, ANSWERED, COMPLETED, RECORDING))
+    }
+    assert len(results) == 1
+    final = fold((COMPLETED, RINGING, RECORDING, ANSWERED))
+    assert final.status is CallStatus.COMPLETED
+    assert final.direction == "inbound"
+    assert final.initiator == "+15550100"
+    assert final.answered_at == "2026-01-01T10:00:05.000Z"
+    assert final.duration_s == 55.0
+    assert [r.id for r in final.recordings] == ["R1"]
+    assert final.last_event is not None and final.last_event.key == "e4"
+    assert final.revision == 4
+
+
+def test_an_older_ringing_after_completed_does_not_move_status_back() -> None:
+    final = fold((COMPLETED, RINGING))
+    assert final.status is CallStatus.COMPLETED
+    assert final.ended_at == "2026-01-01T10:01:00.000Z"
+
+
+def test_a_later_final_status_from_the_api_replaces_a_payload_guess() -> None:
+    guessed = observation(CallStatus.COMPLETED, "2026-01-01T10:01:00.000Z")
+    from_api = observation(CallStatus.NO_ANSWER, "2026-01-01T10:01:30.000Z")
+    assert fold((guessed, from_api)).status is CallStatus.NO_ANSWER
+    assert fold((from_api, guessed)).status is CallStatus.NO_ANSWER
+
+
+def test_recordings_union_keeps_what_each_knew() -> None:
+    first = observation(CallStatus.COMPLETED, "2026-01-01T10:01:00.000Z",
+                        recordings=(Recording(id="R1", url="u1", stored_as="s3://b/k"),))  # fmt: skip
+    second = observation(CallStatus.COMPLETED, "2026-01-01T10:02:00.000Z",
+                         recordings=(Recording(id="R1", url="u1-fresh", duration_s=3.0),
+                                     Recording(id="R2", url="u2")))  # fmt: skip
+    merged = fold((first, second))
+    assert merged.recordings == (
+        Recording(id="R1", url="u1-fresh", duration_s=3.0, stored_as="s3://b/k"),
+        Recording(id="R2", url="u2"),
+    )
+
+
+def test_wire_shape_spells_schema() -> None:
+    assert COMPLETED.to_json_dict()["schema"] == "callhook.call/v1"
+    assert CallRecord.model_validate_json(
+        __import__("orjson").dumps(COMPLETED.to_json_dict())
+    ) == COMPLETED

@@ -1,0 +1,1 @@
+"""The worker processes: Dramatiq actors for enrich, deliver and reconcile."""

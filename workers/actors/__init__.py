@@ -1,0 +1,1 @@
+"""The actors, declared on a broker by `workers.main.declare_actors`."""

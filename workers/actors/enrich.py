@@ -1,0 +1,156 @@
+"""callhook.enrich: one accepted event → Get Call → merged call record → deliver messages.
+
+Input is what ingress enqueued (service/accept.py). Idempotent: processing the same event
+twice merges the same observations again and routes the same deliver messages, which the
+sinks absorb.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from callhook import metrics
+from callhook.errors import NotReadyYet, PermanentError, RateLimited, RetryableError
+from callhook.events import Event, EventType
+from callhook.lenient import iso_utc
+from callhook.queues import DELIVER_ACTOR, DELIVER_QUEUE, ENRICH_ACTOR, ENRICH_QUEUE, EncodedMessage, encode_message
+from callhook.record import CallRecord, utc_now_iso
+from callhook.sinks.routing import matching_sinks
+from workers.retrying import NOT_READY, VENDOR_TRANSIENT, retry_later
+from workers.runtime import Runtime, runtime
+
+log = logging.getLogger("callhook.workers.enrich")
+
+
+async def enrich(
+    *,
+    source: str,
+    event_key: str,
+    type: str | None,  # noqa: A002 - the message field's name
+    vendor_type: str,
+    call_id: str | None,
+    fetchable: bool,
+    occurred_at: str | None,
+    received_at: float,
+    payload: dict[str, Any],
+    attempt: int = 0,
+    payload_only: bool = False,
+) -> None:
+    kwargs = {
+        "source": source, "event_key": event_key, "type": type, "vendor_type": vendor_type,
+        "call_id": call_id, "fetchable": fetchable, "occurred_at": occurred_at,
+        "received_at": received_at, "payload": payload, "attempt": attempt,
+        "payload_only": payload_only,
+    }  # fmt: skip
+    rt = runtime()
+    context = {"source": source, "event_key": event_key, "call_id": call_id}
+    if source not in rt.config.sources:
+        await dead_letter(rt, kwargs, f"source {source!r} is no longer configured", "unknown_source")
+        return
+    if type is None or call_id is None:
+        return  # ingress never enqueues these; nothing to enrich
+    vendor = rt.vendor(source)
+    event = Event(
+        event_key=event_key, vendor_type=vendor_type, type=EventType(type), call_id=call_id,
+        payload=payload, fetchable=fetchable, occurred_at=occurred_at,
+    )  # fmt: skip
+    received_iso = iso_utc(received_at) or utc_now_iso()
+    observations: list[CallRecord] = [vendor.record_from_event(source, event, received_iso)]
+
+    if fetchable and not payload_only:
+        try:
+            observations.append(await fetch(rt, source, call_id, event.type))
+        except NotReadyYet as exc:
+            if NOT_READY.exhausted(attempt):
+                log.warning("vendor never returned the call; recording it from the payload "
+                            "alone: %s", exc.reason, extra=context)  # fmt: skip
+                metrics.enrich_total.labels(vendor.name, "payload_only").inc()
+                payload_only = True
+            else:
+                await retry(rt, kwargs, NOT_READY.delay_s(attempt), exc.reason, context)
+                return
+        except RateLimited as exc:
+            if exc.retry_after is not None:
+                await rt.limiter.pause(source, exc.retry_after)
+            await retry_or_dead_letter(rt, kwargs, exc, context)
+            return
+        except RetryableError as exc:
+            await retry_or_dead_letter(rt, kwargs, exc, context)
+            return
+        except PermanentError as exc:
+            await dead_letter(rt, kwargs, exc.reason, vendor.name)
+            return
+    if payload_only:
+        observations = [o.model_copy(update={"enrichment": "payload_only"}) for o in observations]
+
+    event_type = event.type
+
+    def deliver_messages(record: CallRecord) -> list[EncodedMessage]:
+        return [
+            encode_message(
+                DELIVER_QUEUE,
+                DELIVER_ACTOR,
+                {
+                    "sink": sink.name, "source": source, "call_id": call_id,
+                    "event_key": event_key, "type": event_type.value,
+                    "received_at": received_at, "payload": payload, "attempt": 0,
+                },  # fmt: skip
+            )
+            for sink in matching_sinks(record, event_type, rt.config.sinks)
+        ]
+
+    record = await rt.store.merge_and_enqueue(observations, deliver_messages)
+    metrics.enrich_total.labels(vendor.name, "ok" if not payload_only else "payload_only").inc()
+    log.info("enriched %s → status %s (revision %d)", event_type.value, record.status.value,
+             record.revision, extra=context)  # fmt: skip
+
+
+async def fetch(rt: Runtime, source: str, call_id: str, event_type: EventType) -> CallRecord:
+    """Get Call (and extras) under the fleet-wide rate limit; the record it tells."""
+    vendor = rt.vendor(source)
+    try:
+        await rt.limiter.acquire(source, rt.config.sources[source].rate_limit_per_s)
+    except TimeoutError as exc:
+        raise RetryableError(str(exc), target=f"{vendor.name} API") from None
+    started = time.perf_counter()
+    try:
+        fetched = await rt.vendor_client(source).fetch(call_id, event_type)
+    finally:
+        metrics.vendor_request_seconds.labels(vendor.name).observe(time.perf_counter() - started)
+    return vendor.record_from_api(source, fetched, utc_now_iso())
+
+
+async def retry_or_dead_letter(
+    rt: Runtime, kwargs: dict[str, Any], exc: RetryableError, context: dict[str, Any]
+) -> None:
+    attempt = int(kwargs["attempt"])
+    if VENDOR_TRANSIENT.exhausted(attempt):
+        reason = f"gave up after {attempt + 1} attempts: {exc.reason}"
+        await dead_letter(rt, kwargs, reason, rt.vendor(kwargs["source"]).name)
+        return
+    await retry(rt, kwargs, VENDOR_TRANSIENT.delay_s(attempt, exc.retry_after), exc.reason, context)
+
+
+async def retry(
+    rt: Runtime, kwargs: dict[str, Any], delay_s: float, reason: str, context: dict[str, Any]
+) -> None:
+    vendor_name = rt.vendor(kwargs["source"]).name
+    metrics.enrich_total.labels(vendor_name, "retry").inc()
+    log.info("retrying in %.1fs: %s", delay_s, reason, extra={**context, "attempt": kwargs["attempt"]})
+    await retry_later(
+        rt.broker, ENRICH_QUEUE, ENRICH_ACTOR, {**kwargs, "attempt": kwargs["attempt"] + 1}, delay_s
+    )
+
+
+async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str, vendor_label: str) -> None:
+    entry = await rt.dead_letters.add(
+        queue=ENRICH_QUEUE, actor=ENRICH_ACTOR, kwargs=kwargs, reason=reason,
+        attempts=int(kwargs["attempt"]) + 1,
+    )  # fmt: skip
+    metrics.enrich_total.labels(vendor_label, "dead_letter").inc()
+    log.error("dead-lettered: %s", reason, extra={
+        "source": kwargs["source"], "event_key": kwargs["event_key"], "call_id": kwargs["call_id"],
+        "dead_letter": entry.id,
+    })  # fmt: skip

@@ -1,0 +1,104 @@
+"""The worker application: the broker, the actors on it, and the safety net around them.
+
+`build_broker(config)` is what a worker process (workers/process.py) and the tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dramatiq
+import redis.exceptions
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+
+from callhook.config import Config
+from callhook.queues import (
+    DELIVER_ACTOR,
+    DELIVER_QUEUE,
+    ENRICH_ACTOR,
+    ENRICH_QUEUE,
+)
+from workers import runtime as runtime_module
+from workers.actors.deliver import deliver
+from workers.actors.enrich import enrich
+from workers.broker import CallhookBroker
+from workers.retrying import retry_later
+
+log = logging.getLogger("callhook.workers")
+
+#: seconds before retrying work whose run was cut short by a Redis outage
+REDIS_OUTAGE_RETRY_S = 5.0
+
+
+def guarded(
+    queue: str, actor_name: str, body: Callable[..., Awaitable[None]]
+) -> Callable[..., Awaitable[None]]:
+    """Wrap an actor so nothing it was given can be lost.
+
+    Without Dramatiq's Retries middleware an exception would get the message acked. Here a
+    Redis outage mid-run re-enqueues the same work for later, and any other exception (a bug)
+    dead-letters it with the exception as the reason. Both keep trying until Redis takes it.
+    """
+
+    @functools.wraps(body)
+    async def run(**kwargs: Any) -> None:
+        rt = runtime_module.runtime()
+        try:
+            await body(**kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("redis failed mid-run (%s); re-enqueueing the work", type(exc).__name__,
+                        extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")})  # fmt: skip
+            await retry_later(rt.broker, queue, actor_name, kwargs, REDIS_OUTAGE_RETRY_S)
+        except Exception as exc:
+            log.exception("unexpected error; dead-lettering the work",
+                          extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")})  # fmt: skip
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            while True:
+                try:
+                    await rt.dead_letters.add(
+                        queue=queue, actor=actor_name, kwargs=kwargs, reason=reason,
+                        attempts=int(kwargs.get("attempt", 0)) + 1, sink=kwargs.get("sink"),
+                    )  # fmt: skip
+                    return
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    await asyncio.sleep(1.0)
+
+    return run
+
+
+class RuntimeLifecycle(Middleware):  # type: ignore[misc]
+    """Starts housekeeping with the worker; closes the process's clients on shutdown."""
+
+    def before_worker_boot(self, broker: CallhookBroker, worker: dramatiq.Worker) -> None:
+        broker.start_housekeeping()
+
+    def after_worker_shutdown(self, broker: CallhookBroker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(runtime_module.shutdown())
+
+
+def build_broker(config: Config) -> CallhookBroker:
+    """A broker for `config` with the actors declared and the runtime configured."""
+    broker = CallhookBroker(url=config.redis.url, namespace=config.redis.namespace)
+    # after AsyncIO: its after_worker_shutdown must run once ours has closed the clients
+    broker.add_middleware(RuntimeLifecycle())
+    for queue, name, body in (
+        (ENRICH_QUEUE, ENRICH_ACTOR, enrich),
+        (DELIVER_QUEUE, DELIVER_ACTOR, deliver),
+    ):
+        dramatiq.Actor(
+            guarded(queue, name, body),
+            broker=broker,
+            actor_name=name,
+            queue_name=queue,
+            priority=0,
+            options={"max_retries": 0},
+        )
+    runtime_module.configure(config, broker)
+    return broker

@@ -1,0 +1,71 @@
+"""Retry schedules, and re-enqueueing that cannot silently drop work.
+
+Callhook does not use Dramatiq's Retries middleware: when its delayed re-enqueue fails
+(Redis away), it logs and lets the message be acked, losing it (Bogdanp/dramatiq#545).
+Actors instead re-enqueue a retry themselves with `retry_later`, which keeps trying until
+Redis takes it. Until then the original message is not acked, so a worker killed meanwhile
+leaves it to be redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis.exceptions
+
+from callhook.http import backoff_s
+
+log = logging.getLogger("callhook.workers")
+
+#: Dramatiq's Redis broker refuses delays of 7 days or more
+_MAX_DELAY_S = 6 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """`max_attempts` retries after the first try, backing off from `base_s` to `cap_s`."""
+
+    max_attempts: int
+    base_s: float
+    cap_s: float
+
+    def exhausted(self, attempt: int) -> bool:
+        return attempt >= self.max_attempts
+
+    def delay_s(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), _MAX_DELAY_S)
+        return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
+
+
+#: vendor 5xx / timeouts / 429: 10 retries, 2 s doubling to 5 min (about 25 min in all)
+VENDOR_TRANSIENT = RetryPolicy(max_attempts=10, base_s=2.0, cap_s=300.0)
+#: Get Call 404 right after the event, or summary/transcript not ready: 5 retries from 5 s
+#: to 5 min (about 8 min), then the record is kept from the payload alone and flagged
+NOT_READY = RetryPolicy(max_attempts=5, base_s=5.0, cap_s=300.0)
+#: sink outages: 12 retries, 2 s doubling to 10 min (about 1.5 h), then dead-lettered
+SINK_TRANSIENT = RetryPolicy(max_attempts=12, base_s=2.0, cap_s=600.0)
+
+
+async def retry_later(
+    broker: dramatiq.Broker, queue: str, actor: str, kwargs: dict[str, Any], delay_s: float
+) -> None:
+    """Enqueue a delayed retry; on a Redis outage, keep trying until it is taken."""
+    message = dramatiq.Message(
+        queue_name=queue, actor_name=actor, args=(), kwargs=kwargs, options={}
+    )
+    pause = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(broker.enqueue, message, delay=int(delay_s * 1000))
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            log.warning(
+                "could not enqueue a retry (%s); trying again in %.1fs", type(exc).__name__, pause
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)
