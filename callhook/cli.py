@@ -72,8 +72,12 @@ def serve(config: Config, host: str | None, port: int | None, workers: int, log_
 @config_option
 @click.argument("source")
 @click.option("--url", default=None, help="Ingress base URL (default: from ingress.host/port).")
-@click.option("--type", "vendor_type", default=None, help="Vendor event type (default: the "
-              "vendor's call-completed event). --list-types shows them.")
+@click.option(
+    "--type",
+    "vendor_type",
+    default=None,
+    help="Vendor event type (default: the vendor's call-completed event). --list-types shows them.",
+)
 @click.option("--call-id", default=None, help="Use this call id instead of a new one.")
 @click.option("--list-types", is_flag=True, help="List the event types and exit.")
 def send_test_event(
@@ -102,8 +106,13 @@ def send_test_event(
 @main.command()
 @config_option
 @click.option("--processes", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=8, show_default=True,
-              help="Concurrent messages per process.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Concurrent messages per process.",
+)
 def worker(config: Config, processes: int, threads: int) -> None:
     """Run Dramatiq worker processes for every queue."""
     from workers.launch import exec_workers
@@ -115,11 +124,17 @@ def worker(config: Config, processes: int, threads: int) -> None:
 @config_option
 @click.option("--host", default=None, help="Bind address (default: ingress.host).")
 @click.option("--port", type=int, default=None, help="Port (default: ingress.port).")
-@click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
-              help="Worker processes.")
+@click.option(
+    "--processes", type=click.IntRange(1), default=1, show_default=True, help="Worker processes."
+)
 @click.option("--threads", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--var-dir", type=click.Path(file_okay=False), default="var", show_default=True,
-              help="Where sandbox mode keeps its generated config, secrets and database.")
+@click.option(
+    "--var-dir",
+    type=click.Path(file_okay=False),
+    default="var",
+    show_default=True,
+    help="Where sandbox mode keeps its generated config, secrets and database.",
+)
 def up(
     config: Config, host: str | None, port: int | None, processes: int, threads: int, var_dir: str
 ) -> None:
@@ -130,8 +145,9 @@ def up(
     """
     from callhook.up import run_up
 
-    sys.exit(run_up(config, host=host, port=port, processes=processes, threads=threads,
-                    var_dir=var_dir))  # fmt: skip
+    sys.exit(
+        run_up(config, host=host, port=port, processes=processes, threads=threads, var_dir=var_dir)
+    )
 
 
 @main.group()

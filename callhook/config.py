@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -22,7 +23,6 @@ from pydantic import (
     field_serializer,
     field_validator,
 )
-from urllib.parse import urlsplit, urlunsplit
 
 from callhook.errors import ConfigError
 from callhook.sinks import SINKS
@@ -161,9 +161,10 @@ def _parse_source(name: str, table: Any) -> SourceConfig:
             f"sources.{name}.vendor: unknown vendor {vendor_name!r} (one of {', '.join(VENDORS)})"
         )
     try:
-        return vendor.config_model.model_validate(table)
+        source: SourceConfig = vendor.config_model.model_validate(table)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where)) from None
+    return source
 
 
 def _parse_sink(index: int, table: Any) -> SinkConfig:
@@ -193,9 +194,7 @@ def _expand(value: Any, environ: Mapping[str, str], where: tuple[str, ...]) -> A
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
-                raise ConfigError(
-                    f"{'.'.join(where)}: environment variable {name} is not set"
-                )
+                raise ConfigError(f"{'.'.join(where)}: environment variable {name} is not set")
             return environ[name]
 
         return _ENV_REFERENCE.sub(substitute, value)

@@ -64,7 +64,9 @@ def iso_utc(value: Any) -> str | None:
     if moment is None:
         return None
     return (
-        datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        datetime.fromtimestamp(moment, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

@@ -41,7 +41,11 @@ class EncodedMessage:
 
 
 def encode_message(
-    queue_name: str, actor_name: str, kwargs: dict[str, Any], *, options: dict[str, Any] | None = None
+    queue_name: str,
+    actor_name: str,
+    kwargs: dict[str, Any],
+    *,
+    options: dict[str, Any] | None = None,
 ) -> EncodedMessage:
     """Encode a message exactly as `dramatiq.Message.encode` would (JSON, same fields)."""
     redis_message_id = str(uuid.uuid4())

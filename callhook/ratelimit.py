@@ -61,7 +61,9 @@ class FleetRateLimiter:
         interval_us = max(1, int(1_000_000 / rate_per_s))
         waited = 0.0
         while True:
-            wait_us = int(await self._acquire(keys=self._keys(source), args=[interval_us, self.burst]))
+            wait_us = int(
+                await self._acquire(keys=self._keys(source), args=[interval_us, self.burst])
+            )
             if wait_us <= 0:
                 return
             delay = wait_us / 1_000_000

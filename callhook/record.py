@@ -83,7 +83,7 @@ class LastEvent(_Model):
 class CallRecord(_Model):
     """One call, across all the events and API answers seen for it."""
 
-    schema_: Literal["callhook.call/v1"] = Field(default=SCHEMA, alias="schema")
+    schema_: Literal["callhook.call/v1"] = Field(default="callhook.call/v1", alias="schema")
     source: str
     vendor: str
     call_id: str
@@ -179,8 +179,10 @@ def merge(current: CallRecord | None, observation: CallRecord) -> CallRecord:
     update["participants"] = _union_by_id(older.participants, newer.participants)
     update["recordings"] = _union_by_id(older.recordings, newer.recordings)
     update["vendor_data"] = {**older.vendor_data, **newer.vendor_data}
-    update["enrichment"] = "api" if "api" in (current.enrichment, observation.enrichment) else (
-        newer.enrichment or older.enrichment
+    update["enrichment"] = (
+        "api"
+        if "api" in (current.enrichment, observation.enrichment)
+        else (newer.enrichment or older.enrichment)
     )
     update["last_event"] = _latest_event(current.last_event, observation.last_event)
     update["observed_at"] = max(current.observed_at or "", observation.observed_at or "") or None

@@ -59,7 +59,9 @@ class RecordStore:
                             message.redis_message_id,
                             message.data,
                         )
-                        pipe.rpush(queue_key(self.namespace, message.queue_name), message.redis_message_id)
+                        pipe.rpush(
+                            queue_key(self.namespace, message.queue_name), message.redis_message_id
+                        )
                     await pipe.execute()
                     return record
                 except WatchError:

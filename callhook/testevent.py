@@ -62,9 +62,8 @@ def send(
     call = vendor.simulated_call(call_id, now=now)
     chosen = vendor_type or default_type(vendor, source_config, now)
     if chosen not in vendor.simulated_types:
-        raise TestEventError(
-            f"{vendor.name} has no event type {chosen!r} (one of: {', '.join(vendor.simulated_types)})"
-        )
+        known = ", ".join(vendor.simulated_types)
+        raise TestEventError(f"{vendor.name} has no event type {chosen!r} (one of: {known})")
     delivery = vendor.simulate_delivery(source_config, chosen, call, now=now)
     base = url or f"http://{config.ingress.host}:{config.ingress.port}"
     return post(base.rstrip("/") + f"/webhooks/{source}", delivery, source, chosen, call.call_id)
@@ -80,7 +79,9 @@ def default_type(vendor: Vendor[SourceConfig], config: SourceConfig, now: float)
     return vendor.simulated_types[0]
 
 
-def post(target: str, delivery: Delivery, source: str, vendor_type: str, call_id: str) -> TestEventOutcome:
+def post(
+    target: str, delivery: Delivery, source: str, vendor_type: str, call_id: str
+) -> TestEventOutcome:
     try:
         response = httpx.post(
             target, content=delivery.body, headers=dict(delivery.headers), timeout=10.0

@@ -25,17 +25,23 @@ def is_sandbox(config: Config) -> bool:
 
 
 def run_up(
-    config: Config, *, host: str | None, port: int | None, processes: int, threads: int,
+    config: Config,
+    *,
+    host: str | None,
+    port: int | None,
+    processes: int,
+    threads: int,
     var_dir: str,
-) -> int:  # fmt: skip
+) -> int:
     logs.configure()
     host = host or config.ingress.host
     port = config.ingress.port if port is None else port
     sandbox: Sandbox | None = None
     simulator: uvicorn.Server | None = None
     if is_sandbox(config):
-        sandbox = prepare(Path(var_dir), ingress_host=host, ingress_port=port,
-                          simulator_port=port + 1)  # fmt: skip
+        sandbox = prepare(
+            Path(var_dir), ingress_host=host, ingress_port=port, simulator_port=port + 1
+        )
         config = load_config(sandbox.config_path)
         simulator = background_server(sandbox, host="127.0.0.1", port=port + 1)
 
@@ -44,16 +50,26 @@ def run_up(
     )
     sinks = ", ".join(f"{s.name} ({s.type})" for s in config.sinks) or "none"
     sources = ", ".join(sorted(config.sources)) or "none (every webhook answers 404)"
-    mode = f"sandbox (vendor APIs simulated at http://127.0.0.1:{port + 1})" if sandbox else config.origin
-    print(  # noqa: T201 - the one line `up` promises
-        f"callhook up: ingress http://{host}:{port} · sources: {sources} · workers: {processes}×"
+    mode = (
+        f"sandbox (vendor APIs simulated at http://127.0.0.1:{port + 1})"
+        if sandbox
+        else config.origin
+    )
+    print(
+        f"callhook up: ingress http://{host}:{port} · sources: {sources} · workers: {processes}x"
         f"{threads} threads (pid {workers.pid}) · sinks: {sinks} · scheduler: not started "
         f"(reconcile is not built yet) · config: {mode}",
         flush=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host=host, port=port, access_log=False, log_config=None,
-                       timeout_graceful_shutdown=30)  # fmt: skip
+        uvicorn.Config(
+            create_app(config),
+            host=host,
+            port=port,
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=30,
+        )
     )
     try:
         server.run()
@@ -68,8 +84,15 @@ def run_up(
 
 def background_server(sandbox: Sandbox, *, host: str, port: int) -> uvicorn.Server:
     server = uvicorn.Server(
-        uvicorn.Config(sandbox.simulator_app(), host=host, port=port, log_level="warning",
-                       access_log=False, log_config=None, lifespan="off")  # fmt: skip
+        uvicorn.Config(
+            sandbox.simulator_app(),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+            lifespan="off",
+        )
     )
     # uvicorn installs signal handlers only in the main thread: this one just serves
     threading.Thread(target=server.run, name="vendor-simulators", daemon=True).start()

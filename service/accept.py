@@ -72,10 +72,12 @@ class Acceptor:
             messages_key(self.namespace, ENRICH_QUEUE),
             queue_key(self.namespace, ENRICH_QUEUE),
         ]
-        args = [self.dedupe_ttl_s, message.redis_message_id, message.data]
+        args: list[int | str | bytes] = [self.dedupe_ttl_s, message.redis_message_id, message.data]
         try:
             async with asyncio.timeout(self.timeout_s):
                 written = await self._script(keys=keys, args=args)
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
-            raise AcceptUnavailable(f"redis did not confirm the accept: {type(exc).__name__}") from exc
+            raise AcceptUnavailable(
+                f"redis did not confirm the accept: {type(exc).__name__}"
+            ) from exc
         return Outcome.ACCEPTED if written == 1 else Outcome.DUPLICATE

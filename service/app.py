@@ -74,7 +74,9 @@ def announce_sources(config: Config, enabled: list[str]) -> None:
     else:
         log.info("sources enabled: %s", ", ".join(enabled))
     if disabled:
-        log.warning("sources with empty webhook credentials (answering 404): %s", ", ".join(disabled))
+        log.warning(
+            "sources with empty webhook credentials (answering 404): %s", ", ".join(disabled)
+        )
 
 
 async def warn_about_redis(client: redis.asyncio.Redis) -> None:
@@ -111,5 +113,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"status": "error", "detail": "internal error"}, status_code=500)
 
 
-def _text(value: str | bytes) -> str:
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
     return value.decode() if isinstance(value, bytes) else value

@@ -57,7 +57,9 @@ async def receive_webhook(request: Request) -> Response:
     if event.type is None:
         metrics.webhooks_total.labels(source, "ignored").inc()
         unsupported_log.info("ignored vendor event %s", event.vendor_type, extra=extra)
-        return answer(200, "ignored", f"{event.vendor_type} is not a call event", event_key=event.event_key)
+        return answer(
+            200, "ignored", f"{event.vendor_type} is not a call event", event_key=event.event_key
+        )
 
     started = time.perf_counter()
     try:

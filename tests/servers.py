@@ -62,14 +62,21 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         args = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--maxmemory-policy", "noeviction",
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_answers("127.0.0.1", self.port)
 
@@ -115,11 +122,21 @@ def postgres_dsn() -> Iterator[str]:
             stdout=subprocess.DEVNULL,
         )
         process = subprocess.Popen(
-            [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-             "-k", directory, "-c", "listen_addresses=127.0.0.1"],
+            [
+                *run_as,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                directory,
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         try:
             wait_until_answers("127.0.0.1", port, timeout=30)
             yield f"postgresql://postgres@127.0.0.1:{port}"

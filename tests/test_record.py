@@ -3,37 +3,51 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from callhook.record import CallRecord, CallStatus, LastEvent, Recording, merge
 
 
-def observation(status: CallStatus, observed_at: str, **fields: object) -> CallRecord:
+def observation(status: CallStatus, observed_at: str, **fields: Any) -> CallRecord:
     return CallRecord(
-        source="quo", vendor="openphone", call_id="AC1", status=status,
-        observed_at=observed_at, **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        source="quo",
+        vendor="openphone",
+        call_id="AC1",
+        status=status,
+        observed_at=observed_at,
+        **fields,
+    )
 
 
 RINGING = observation(
-    CallStatus.RINGING, "2026-01-01T10:00:00.000Z", direction="inbound",
-    initiator="+15550100", receiver="+15550101",
+    CallStatus.RINGING,
+    "2026-01-01T10:00:00.000Z",
+    direction="inbound",
+    initiator="+15550100",
+    receiver="+15550101",
     last_event=LastEvent(type="call.ringing", key="e1", received_at="2026-01-01T10:00:00.100Z"),
-)  # fmt: skip
+)
 ANSWERED = observation(
-    CallStatus.IN_PROGRESS, "2026-01-01T10:00:05.000Z", answered_at="2026-01-01T10:00:05.000Z",
+    CallStatus.IN_PROGRESS,
+    "2026-01-01T10:00:05.000Z",
+    answered_at="2026-01-01T10:00:05.000Z",
     last_event=LastEvent(type="call.started", key="e2", received_at="2026-01-01T10:00:05.100Z"),
-)  # fmt: skip
+)
 COMPLETED = observation(
-    CallStatus.COMPLETED, "2026-01-01T10:01:00.000Z", duration_s=55.0,
+    CallStatus.COMPLETED,
+    "2026-01-01T10:01:00.000Z",
+    duration_s=55.0,
     ended_at="2026-01-01T10:01:00.000Z",
     last_event=LastEvent(type="call.completed", key="e3", received_at="2026-01-01T10:01:00.100Z"),
-)  # fmt: skip
+)
 RECORDING = observation(
-    CallStatus.UNKNOWN, "2026-01-01T10:02:00.000Z",
+    CallStatus.UNKNOWN,
+    "2026-01-01T10:02:00.000Z",
     recordings=(Recording(id="R1", url="https://x/r1.mp3", duration_s=50.0),),
-    last_event=LastEvent(type="call.recording.ready", key="e4",
-                         received_at="2026-01-01T10:02:00.100Z"),
-)  # fmt: skip
+    last_event=LastEvent(
+        type="call.recording.ready", key="e4", received_at="2026-01-01T10:02:00.100Z"
+    ),
+)
 
 
 def fold(records: tuple[CallRecord, ...]) -> CallRecord:
@@ -57,7 +71,8 @@ def test_every_order_converges_on_the_newest_state() -> None:
     assert final.answered_at == "2026-01-01T10:00:05.000Z"
     assert final.duration_s == 55.0
     assert [r.id for r in final.recordings] == ["R1"]
-    assert final.last_event is not None and final.last_event.key == "e4"
+    assert final.last_event is not None
+    assert final.last_event.key == "e4"
     assert final.revision == 4
 
 
@@ -75,11 +90,19 @@ def test_a_later_final_status_from_the_api_replaces_a_payload_guess() -> None:
 
 
 def test_recordings_union_keeps_what_each_knew() -> None:
-    first = observation(CallStatus.COMPLETED, "2026-01-01T10:01:00.000Z",
-                        recordings=(Recording(id="R1", url="u1", stored_as="s3://b/k"),))  # fmt: skip
-    second = observation(CallStatus.COMPLETED, "2026-01-01T10:02:00.000Z",
-                         recordings=(Recording(id="R1", url="u1-fresh", duration_s=3.0),
-                                     Recording(id="R2", url="u2")))  # fmt: skip
+    first = observation(
+        CallStatus.COMPLETED,
+        "2026-01-01T10:01:00.000Z",
+        recordings=(Recording(id="R1", url="u1", stored_as="s3://b/k"),),
+    )
+    second = observation(
+        CallStatus.COMPLETED,
+        "2026-01-01T10:02:00.000Z",
+        recordings=(
+            Recording(id="R1", url="u1-fresh", duration_s=3.0),
+            Recording(id="R2", url="u2"),
+        ),
+    )
     merged = fold((first, second))
     assert merged.recordings == (
         Recording(id="R1", url="u1-fresh", duration_s=3.0, stored_as="s3://b/k"),
@@ -89,6 +112,7 @@ def test_recordings_union_keeps_what_each_knew() -> None:
 
 def test_wire_shape_spells_schema() -> None:
     assert COMPLETED.to_json_dict()["schema"] == "callhook.call/v1"
-    assert CallRecord.model_validate_json(
-        __import__("orjson").dumps(COMPLETED.to_json_dict())
-    ) == COMPLETED
+    assert (
+        CallRecord.model_validate_json(__import__("orjson").dumps(COMPLETED.to_json_dict()))
+        == COMPLETED
+    )

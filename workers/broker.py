@@ -29,9 +29,9 @@ HEARTBEAT_INTERVAL_S = 5.0
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
 
 
-class CallhookBroker(RedisBroker):  # type: ignore[misc]
+class CallhookBroker(RedisBroker):
     def __init__(self, *, url: str, namespace: str, **options: Any) -> None:
-        super().__init__(
+        super().__init__(  # type: ignore[no-untyped-call]
             url=url,
             namespace=namespace,
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
@@ -68,7 +68,7 @@ class CallhookBroker(RedisBroker):  # type: ignore[misc]
                     self.heartbeat_timeout,
                     self.dead_message_ttl,
                     1,
-                    self._max_unpack_size(),
+                    self._max_unpack_size(),  # type: ignore[no-untyped-call]
                 ],
             )
 
@@ -76,7 +76,7 @@ class CallhookBroker(RedisBroker):  # type: ignore[misc]
         while not self._housekeeping_stop.wait(HEARTBEAT_INTERVAL_S):
             try:
                 self.housekeeping()
-            except Exception:  # noqa: BLE001, S112 - outages are reported by the consumers
+            except Exception:  # noqa: S112 - outages are reported by the consumers
                 continue
 
     def close(self) -> None:

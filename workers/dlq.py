@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio
@@ -97,10 +97,15 @@ class DeadLetters:
         """All entries, oldest first, optionally only one sink's."""
         entries: list[DeadLetter] = []
         for queue in QUEUES:
-            ids = await self.client.zrange(dlq_index_key(self.namespace, queue), 0, -1)
+            ids = cast(
+                list[bytes], await self.client.zrange(dlq_index_key(self.namespace, queue), 0, -1)
+            )
             if not ids:
                 continue
-            raws = await self.client.hmget(dlq_entries_key(self.namespace, queue), ids)
+            raws = cast(
+                list[bytes | None],
+                await self.client.hmget(dlq_entries_key(self.namespace, queue), ids),
+            )
             entries.extend(DeadLetter.decode(raw) for raw in raws if raw is not None)
         entries.sort(key=lambda entry: entry.at)
         return [entry for entry in entries if sink is None or entry.sink == sink]
@@ -118,7 +123,11 @@ class DeadLetters:
             kwargs = {**entry.kwargs, "attempt": 0}
             message = encode_message(entry.queue, entry.actor, kwargs)
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(messages_key(self.namespace, entry.queue), message.redis_message_id, message.data)
+                pipe.hset(
+                    messages_key(self.namespace, entry.queue),
+                    message.redis_message_id,
+                    message.data,
+                )
                 pipe.rpush(queue_key(self.namespace, entry.queue), message.redis_message_id)
                 pipe.zrem(dlq_index_key(self.namespace, entry.queue), entry.id)
                 pipe.hdel(dlq_entries_key(self.namespace, entry.queue), entry.id)

@@ -30,13 +30,22 @@ def table(entries: Sequence[DeadLetter]) -> str:
         return "no dead letters"
     rows = [("WHEN", "STAGE", "SINK", "SOURCE", "CALL", "ID", "REASON")]
     for entry in entries:
-        rows.append((
-            entry.at, entry.queue.removeprefix("callhook."), entry.sink or "-",
-            entry.source or "-", entry.call_id or "-", entry.id[:12], entry.reason,
-        ))  # fmt: skip
+        rows.append(
+            (
+                entry.at,
+                entry.queue.removeprefix("callhook."),
+                entry.sink or "-",
+                entry.source or "-",
+                entry.call_id or "-",
+                entry.id[:12],
+                entry.reason,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
+        for row in rows
+    ]
     return "\n".join(lines) + f"\n{len(entries)} dead letter(s)"
 
 

@@ -11,12 +11,19 @@ from callhook.config import ENV_PATH_VARIABLE, Config
 
 def worker_command(processes: int, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "dramatiq", "workers.process",
-        "--processes", str(processes), "--threads", str(threads),
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.process",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
         # in-flight messages get this long to finish on SIGTERM before being requeued
-        "--worker-shutdown-timeout", "30000",
+        "--worker-shutdown-timeout",
+        "30000",
         "--skip-logging",  # workers.process sets up JSON logs itself
-    ]  # fmt: skip
+    ]
 
 
 def worker_environment(config: Config) -> dict[str, str]:

@@ -51,19 +51,28 @@ def guarded(
         try:
             await body(**kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.warning("redis failed mid-run (%s); re-enqueueing the work", type(exc).__name__,
-                        extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")})  # fmt: skip
+            log.warning(
+                "redis failed mid-run (%s); re-enqueueing the work",
+                type(exc).__name__,
+                extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")},
+            )
             await retry_later(rt.broker, queue, actor_name, kwargs, REDIS_OUTAGE_RETRY_S)
         except Exception as exc:
-            log.exception("unexpected error; dead-lettering the work",
-                          extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")})  # fmt: skip
+            log.exception(
+                "unexpected error; dead-lettering the work",
+                extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")},
+            )
             reason = f"unexpected {type(exc).__name__}: {exc}"
             while True:
                 try:
                     await rt.dead_letters.add(
-                        queue=queue, actor=actor_name, kwargs=kwargs, reason=reason,
-                        attempts=int(kwargs.get("attempt", 0)) + 1, sink=kwargs.get("sink"),
-                    )  # fmt: skip
+                        queue=queue,
+                        actor=actor_name,
+                        kwargs=kwargs,
+                        reason=reason,
+                        attempts=int(kwargs.get("attempt", 0)) + 1,
+                        sink=kwargs.get("sink"),
+                    )
                     return
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     await asyncio.sleep(1.0)
@@ -71,13 +80,14 @@ def guarded(
     return run
 
 
-class RuntimeLifecycle(Middleware):  # type: ignore[misc]
+class RuntimeLifecycle(Middleware):
     """Starts housekeeping with the worker; closes the process's clients on shutdown."""
 
-    def before_worker_boot(self, broker: CallhookBroker, worker: dramatiq.Worker) -> None:
-        broker.start_housekeeping()
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if isinstance(broker, CallhookBroker):
+            broker.start_housekeeping()
 
-    def after_worker_shutdown(self, broker: CallhookBroker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(runtime_module.shutdown())
@@ -93,7 +103,7 @@ def build_broker(config: Config) -> CallhookBroker:
         (DELIVER_QUEUE, DELIVER_ACTOR, deliver),
     ):
         dramatiq.Actor(
-            guarded(queue, name, body),
+            guarded(queue, name, body),  # type: ignore[arg-type]
             broker=broker,
             actor_name=name,
             queue_name=queue,

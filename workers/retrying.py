@@ -55,7 +55,7 @@ async def retry_later(
     broker: dramatiq.Broker, queue: str, actor: str, kwargs: dict[str, Any], delay_s: float
 ) -> None:
     """Enqueue a delayed retry; on a Redis outage, keep trying until it is taken."""
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue, actor_name=actor, args=(), kwargs=kwargs, options={}
     )
     pause = 0.5

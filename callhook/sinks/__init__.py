@@ -10,8 +10,6 @@ from callhook.sinks.base import Sink
 from callhook.sinks.file import FileSink
 
 SINKS: Mapping[str, type[Sink[Any]]] = registry(
-    (
-        FileSink,
-    ),
+    (FileSink,),
     key=lambda sink: sink.type_name,
 )

@@ -79,10 +79,10 @@ class Sink(ABC, Generic[ConfigT]):
         self.config = config
         self.resources = resources
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Connect, migrate, validate reachability. Called once per process."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release connections."""
 
     @abstractmethod

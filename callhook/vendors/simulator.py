@@ -36,7 +36,9 @@ async def inject_faults(
         return JSONResponse(error_body(401), status_code=401)
     if faults.rate_limited > 0:
         faults.rate_limited -= 1
-        headers = {"retry-after": f"{faults.retry_after:g}"} if faults.retry_after is not None else {}
+        headers = (
+            {"retry-after": f"{faults.retry_after:g}"} if faults.retry_after is not None else {}
+        )
         return JSONResponse(error_body(429), status_code=429, headers=headers)
     if faults.server_errors > 0:
         faults.server_errors -= 1

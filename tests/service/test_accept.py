@@ -18,9 +18,12 @@ from service.accept import Acceptor, Outcome
 from tests.servers import free_port
 
 EVENT = Event(
-    event_key="evt:EV1", vendor_type="call.completed", type=EventType.COMPLETED,
-    call_id="AC1", payload={"id": "EV1", "data": {"object": {"id": "AC1"}}},
-)  # fmt: skip
+    event_key="evt:EV1",
+    vendor_type="call.completed",
+    type=EventType.COMPLETED,
+    call_id="AC1",
+    payload={"id": "EV1", "data": {"object": {"id": "AC1"}}},
+)
 
 
 def acceptor(client: redis.asyncio.Redis, namespace: str, timeout_s: float = 2.0) -> Acceptor:
@@ -79,8 +82,14 @@ def test_accepted_message_is_consumed_by_a_real_dramatiq_worker(
         received.append(kwargs)
         done.set()
 
-    dramatiq.Actor(enrich, broker=broker, actor_name=ENRICH_ACTOR, queue_name=ENRICH_QUEUE,
-                   priority=0, options={})  # fmt: skip
+    dramatiq.Actor(
+        enrich,
+        broker=broker,
+        actor_name=ENRICH_ACTOR,
+        queue_name=ENRICH_QUEUE,
+        priority=0,
+        options={},
+    )
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:

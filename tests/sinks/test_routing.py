@@ -10,9 +10,14 @@ from callhook.sinks.base import SinkConfig, When
 from callhook.sinks.routing import matching_sinks
 
 RECORD = CallRecord(
-    source="quo", vendor="openphone", call_id="AC1", status=CallStatus.MISSED,
-    direction="inbound", media="audio", duration_s=0.0,
-)  # fmt: skip
+    source="quo",
+    vendor="openphone",
+    call_id="AC1",
+    status=CallStatus.MISSED,
+    direction="inbound",
+    media="audio",
+    duration_s=0.0,
+)
 
 
 def sink(name: str, **fields: object) -> SinkConfig:
@@ -25,8 +30,13 @@ def sink(name: str, **fields: object) -> SinkConfig:
         (sink("all"), EventType.MISSED, True),
         (sink("only-completed", events=["call.completed"]), EventType.MISSED, False),
         (sink("missed", events=["call.missed"]), EventType.MISSED, True),
-        (sink("inbound-missed", when={"status": ["missed", "no_answer"],
-                                      "direction": ["inbound"]}), EventType.MISSED, True),  # fmt: skip
+        (
+            sink(
+                "inbound-missed", when={"status": ["missed", "no_answer"], "direction": ["inbound"]}
+            ),
+            EventType.MISSED,
+            True,
+        ),
         (sink("outbound", when={"direction": ["outbound"]}), EventType.MISSED, False),
         (sink("other-vendor", when={"vendor": ["diga"]}), EventType.MISSED, False),
         (sink("this-source", when={"source": ["quo"]}), EventType.MISSED, True),

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from callhook import metrics
-from callhook.errors import CallhookError, ConfigError, PermanentError, RateLimited, RetryableError
+from callhook.errors import CallhookError, ConfigError, PermanentError, RetryableError
 from callhook.events import EventType
 from callhook.lenient import iso_utc
 from callhook.queues import DELIVER_ACTOR, DELIVER_QUEUE
@@ -31,15 +31,21 @@ async def deliver(
     source: str,
     call_id: str,
     event_key: str,
-    type: str,  # noqa: A002 - the message field's name
+    type: str,
     received_at: float,
     payload: dict[str, Any] | None = None,
     attempt: int = 0,
 ) -> None:
     kwargs = {
-        "sink": sink, "source": source, "call_id": call_id, "event_key": event_key,
-        "type": type, "received_at": received_at, "payload": payload, "attempt": attempt,
-    }  # fmt: skip
+        "sink": sink,
+        "source": source,
+        "call_id": call_id,
+        "event_key": event_key,
+        "type": type,
+        "received_at": received_at,
+        "payload": payload,
+        "attempt": attempt,
+    }
     rt = runtime()
     context = {"source": source, "call_id": call_id, "event_key": event_key, "sink": sink}
     if not rt.has_sink(sink):
@@ -110,11 +116,22 @@ async def retry_or_dead_letter(
 
 async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str) -> None:
     entry = await rt.dead_letters.add(
-        queue=DELIVER_QUEUE, actor=DELIVER_ACTOR, kwargs=kwargs, reason=reason,
-        attempts=int(kwargs["attempt"]) + 1, sink=kwargs["sink"],
-    )  # fmt: skip
+        queue=DELIVER_QUEUE,
+        actor=DELIVER_ACTOR,
+        kwargs=kwargs,
+        reason=reason,
+        attempts=int(kwargs["attempt"]) + 1,
+        sink=kwargs["sink"],
+    )
     metrics.sink_deliveries_total.labels(kwargs["sink"], "dead_letter").inc()
-    log.error("dead-lettered: %s", reason, extra={
-        "source": kwargs["source"], "call_id": kwargs["call_id"], "event_key": kwargs["event_key"],
-        "sink": kwargs["sink"], "dead_letter": entry.id,
-    })  # fmt: skip
+    log.error(
+        "dead-lettered: %s",
+        reason,
+        extra={
+            "source": kwargs["source"],
+            "call_id": kwargs["call_id"],
+            "event_key": kwargs["event_key"],
+            "sink": kwargs["sink"],
+            "dead_letter": entry.id,
+        },
+    )

@@ -15,7 +15,14 @@ from callhook import metrics
 from callhook.errors import NotReadyYet, PermanentError, RateLimited, RetryableError
 from callhook.events import Event, EventType
 from callhook.lenient import iso_utc
-from callhook.queues import DELIVER_ACTOR, DELIVER_QUEUE, ENRICH_ACTOR, ENRICH_QUEUE, EncodedMessage, encode_message
+from callhook.queues import (
+    DELIVER_ACTOR,
+    DELIVER_QUEUE,
+    ENRICH_ACTOR,
+    ENRICH_QUEUE,
+    EncodedMessage,
+    encode_message,
+)
 from callhook.record import CallRecord, utc_now_iso
 from callhook.sinks.routing import matching_sinks
 from workers.retrying import NOT_READY, VENDOR_TRANSIENT, retry_later
@@ -28,7 +35,7 @@ async def enrich(
     *,
     source: str,
     event_key: str,
-    type: str | None,  # noqa: A002 - the message field's name
+    type: str | None,
     vendor_type: str,
     call_id: str | None,
     fetchable: bool,
@@ -39,33 +46,51 @@ async def enrich(
     payload_only: bool = False,
 ) -> None:
     kwargs = {
-        "source": source, "event_key": event_key, "type": type, "vendor_type": vendor_type,
-        "call_id": call_id, "fetchable": fetchable, "occurred_at": occurred_at,
-        "received_at": received_at, "payload": payload, "attempt": attempt,
+        "source": source,
+        "event_key": event_key,
+        "type": type,
+        "vendor_type": vendor_type,
+        "call_id": call_id,
+        "fetchable": fetchable,
+        "occurred_at": occurred_at,
+        "received_at": received_at,
+        "payload": payload,
+        "attempt": attempt,
         "payload_only": payload_only,
-    }  # fmt: skip
+    }
     rt = runtime()
     context = {"source": source, "event_key": event_key, "call_id": call_id}
     if source not in rt.config.sources:
-        await dead_letter(rt, kwargs, f"source {source!r} is no longer configured", "unknown_source")
+        await dead_letter(
+            rt, kwargs, f"source {source!r} is no longer configured", "unknown_source"
+        )
         return
     if type is None or call_id is None:
         return  # ingress never enqueues these; nothing to enrich
     vendor = rt.vendor(source)
+    event_type = EventType(type)
     event = Event(
-        event_key=event_key, vendor_type=vendor_type, type=EventType(type), call_id=call_id,
-        payload=payload, fetchable=fetchable, occurred_at=occurred_at,
-    )  # fmt: skip
+        event_key=event_key,
+        vendor_type=vendor_type,
+        type=event_type,
+        call_id=call_id,
+        payload=payload,
+        fetchable=fetchable,
+        occurred_at=occurred_at,
+    )
     received_iso = iso_utc(received_at) or utc_now_iso()
     observations: list[CallRecord] = [vendor.record_from_event(source, event, received_iso)]
 
     if fetchable and not payload_only:
         try:
-            observations.append(await fetch(rt, source, call_id, event.type))
+            observations.append(await fetch(rt, source, call_id, event_type))
         except NotReadyYet as exc:
             if NOT_READY.exhausted(attempt):
-                log.warning("vendor never returned the call; recording it from the payload "
-                            "alone: %s", exc.reason, extra=context)  # fmt: skip
+                log.warning(
+                    "vendor never returned the call; recording it from the payload alone: %s",
+                    exc.reason,
+                    extra=context,
+                )
                 metrics.enrich_total.labels(vendor.name, "payload_only").inc()
                 payload_only = True
             else:
@@ -85,26 +110,34 @@ async def enrich(
     if payload_only:
         observations = [o.model_copy(update={"enrichment": "payload_only"}) for o in observations]
 
-    event_type = event.type
-
     def deliver_messages(record: CallRecord) -> list[EncodedMessage]:
         return [
             encode_message(
                 DELIVER_QUEUE,
                 DELIVER_ACTOR,
                 {
-                    "sink": sink.name, "source": source, "call_id": call_id,
-                    "event_key": event_key, "type": event_type.value,
-                    "received_at": received_at, "payload": payload, "attempt": 0,
-                },  # fmt: skip
+                    "sink": sink.name,
+                    "source": source,
+                    "call_id": call_id,
+                    "event_key": event_key,
+                    "type": event_type.value,
+                    "received_at": received_at,
+                    "payload": payload,
+                    "attempt": 0,
+                },
             )
             for sink in matching_sinks(record, event_type, rt.config.sinks)
         ]
 
     record = await rt.store.merge_and_enqueue(observations, deliver_messages)
     metrics.enrich_total.labels(vendor.name, "ok" if not payload_only else "payload_only").inc()
-    log.info("enriched %s → status %s (revision %d)", event_type.value, record.status.value,
-             record.revision, extra=context)  # fmt: skip
+    log.info(
+        "enriched %s → status %s (revision %d)",
+        event_type.value,
+        record.status.value,
+        record.revision,
+        extra=context,
+    )
 
 
 async def fetch(rt: Runtime, source: str, call_id: str, event_type: EventType) -> CallRecord:
@@ -138,7 +171,9 @@ async def retry(
 ) -> None:
     vendor_name = rt.vendor(kwargs["source"]).name
     metrics.enrich_total.labels(vendor_name, "retry").inc()
-    log.info("retrying in %.1fs: %s", delay_s, reason, extra={**context, "attempt": kwargs["attempt"]})
+    log.info(
+        "retrying in %.1fs: %s", delay_s, reason, extra={**context, "attempt": kwargs["attempt"]}
+    )
     await retry_later(
         rt.broker, ENRICH_QUEUE, ENRICH_ACTOR, {**kwargs, "attempt": kwargs["attempt"] + 1}, delay_s
     )
@@ -146,11 +181,20 @@ async def retry(
 
 async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str, vendor_label: str) -> None:
     entry = await rt.dead_letters.add(
-        queue=ENRICH_QUEUE, actor=ENRICH_ACTOR, kwargs=kwargs, reason=reason,
+        queue=ENRICH_QUEUE,
+        actor=ENRICH_ACTOR,
+        kwargs=kwargs,
+        reason=reason,
         attempts=int(kwargs["attempt"]) + 1,
-    )  # fmt: skip
+    )
     metrics.enrich_total.labels(vendor_label, "dead_letter").inc()
-    log.error("dead-lettered: %s", reason, extra={
-        "source": kwargs["source"], "event_key": kwargs["event_key"], "call_id": kwargs["call_id"],
-        "dead_letter": entry.id,
-    })  # fmt: skip
+    log.error(
+        "dead-lettered: %s",
+        reason,
+        extra={
+            "source": kwargs["source"],
+            "event_key": kwargs["event_key"],
+            "call_id": kwargs["call_id"],
+            "dead_letter": entry.id,
+        },
+    )
