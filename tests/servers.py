@@ -156,10 +156,14 @@ def _pg_bindir() -> Path:
 class ServerThread:
     """Serve an ASGI app with Uvicorn on 127.0.0.1:<free port> in a daemon thread."""
 
-    def __init__(self, app: ASGIApp, port: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, port: int | None = None, *, lifespan: bool = False) -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on" if lifespan else "off",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

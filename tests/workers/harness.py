@@ -1,0 +1,129 @@
+"""A whole Callhook on loopback for pipeline tests: vendor API simulators (real HTTP), the
+ingress app (real HTTP), a real Dramatiq worker on the real Redis, and a JSON-lines sink."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import httpx
+import orjson
+import redis
+
+from callhook.config import Config, parse_config
+from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, queue_key
+from callhook.sandbox import Sandbox, prepare
+from callhook.vendors import VENDORS
+from callhook.vendors.base import SimulatedCall, VendorSimulatorState
+from service.app import create_app
+from tests.servers import ServerThread, free_port
+from workers.broker import CallhookBroker
+from workers.main import build_broker
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    sandbox: Sandbox
+    ingress_url: str
+    records_path: Path
+    redis: redis.Redis
+    broker: CallhookBroker
+
+    def state(self, source: str) -> VendorSimulatorState:
+        return self.sandbox.simulator_states[source]
+
+    def new_call(self, source: str, call_id: str | None = None) -> SimulatedCall:
+        """A call the simulated vendor API knows."""
+        vendor = VENDORS[self.config.sources[source].vendor]
+        call = vendor.simulated_call(call_id, now=time.time())
+        state = self.state(source)
+        state.calls[call.call_id] = call.call
+        state.extras[call.call_id] = call.extras
+        return call
+
+    def post(self, source: str, vendor_type: str, call: SimulatedCall) -> httpx.Response:
+        vendor = VENDORS[self.config.sources[source].vendor]
+        delivery = vendor.simulate_delivery(
+            self.config.sources[source], vendor_type, call, now=time.time()
+        )
+        return httpx.post(
+            f"{self.ingress_url}/webhooks/{source}",
+            content=delivery.body,
+            headers=dict(delivery.headers),
+            timeout=10,
+        )
+
+    def delivered(self) -> list[dict[str, Any]]:
+        if not self.records_path.exists():
+            return []
+        return [orjson.loads(line) for line in self.records_path.read_bytes().splitlines()]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until the sink holds at least `count` deliveries; return them all."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.delivered()
+            if len(lines) >= count:
+                return lines
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.delivered())} deliveries after {timeout}s, wanted {count}")
+
+    def queues_empty(self) -> bool:
+        ns = self.config.redis.namespace
+        return all(
+            self.redis.llen(queue_key(ns, queue)) == 0 for queue in (ENRICH_QUEUE, DELIVER_QUEUE)
+        )
+
+    def stored_record(self, source: str, call_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(f"{self.config.redis.namespace}:call:{source}:{call_id}")
+        return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
+
+
+def pipeline_config(
+    sandbox_path: Path, redis_url: str, namespace: str, records: Path, sinks: list[dict[str, Any]]
+) -> Config:
+    raw = tomllib.loads(sandbox_path.read_text())
+    raw["redis"] = {"url": redis_url, "namespace": namespace}
+    raw["sinks"] = [{"name": "records", "type": "file", "path": str(records)}, *sinks]
+    return parse_config(raw, {}, origin="tests")
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    tmp_path: Path,
+    redis_url: str,
+    namespace: str,
+    *,
+    worker_threads: int = 4,
+    extra_sinks: list[dict[str, Any]] | None = None,
+    start_worker: bool = True,
+) -> Iterator[Pipeline]:
+    simulator_port = free_port()
+    sandbox = prepare(
+        tmp_path / "var", ingress_host="127.0.0.1", ingress_port=0, simulator_port=simulator_port
+    )
+    records = tmp_path / "records.jsonl"
+    config = pipeline_config(sandbox.config_path, redis_url, namespace, records, extra_sinks or [])
+    client = redis.Redis.from_url(redis_url)
+    with (
+        ServerThread(sandbox.simulator_app(), port=simulator_port),
+        ServerThread(create_app(config), lifespan=True) as ingress,
+    ):
+        broker = build_broker(config)
+        worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=worker_threads)
+        if start_worker:
+            worker.start()
+        try:
+            yield Pipeline(config, sandbox, ingress.url, records, client, broker)
+        finally:
+            if start_worker:
+                worker.stop()
+            broker.close()
+            client.close()
