@@ -113,11 +113,21 @@ def send_test_event(
     show_default=True,
     help="Concurrent messages per process.",
 )
-def worker(config: Config, processes: int, threads: int) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9191,
+    show_default=True,
+    help="Serve the workers' Prometheus metrics on this port (0: don't).",
+)
+def worker(config: Config, processes: int, threads: int, metrics_port: int) -> None:
     """Run Dramatiq worker processes for every queue."""
-    from workers.launch import exec_workers
+    from callhook import logs
+    from workers.launch import run_workers
 
-    exec_workers(config, processes=processes, threads=threads)
+    logs.configure()
+    port = metrics_port or None
+    sys.exit(run_workers(config, processes=processes, threads=threads, metrics_port=port))
 
 
 @main.command()

@@ -2,14 +2,18 @@
 
 GCRA (generic cell rate algorithm) in one Lua script, timed by the Redis server's clock so
 workers on different hosts agree. A vendor's 429 pauses the whole fleet for that source
-until its Retry-After has passed (`pause`).
+until its Retry-After has passed (`pause`). `RateLimitedTransport` applies both to every
+request a vendor client makes.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
 import redis.asyncio
+
+from callhook.http import parse_retry_after
 
 # KEYS: [theoretical arrival time key, pause key]. ARGV: [interval_us, burst].
 # Returns microseconds to wait before trying again (0 = go now; the slot is taken).
@@ -75,3 +79,41 @@ class FleetRateLimiter:
     async def pause(self, source: str, seconds: float) -> None:
         """Hold every worker's requests for `source` for `seconds` (after a 429)."""
         await self._pause(keys=self._keys(source)[1:], args=[max(1, int(seconds * 1_000_000))])
+
+
+class RateLimitedTransport(httpx.AsyncBaseTransport):
+    """Every request through it waits for a fleet-wide slot of its source; a 429 answer
+    pauses the whole fleet for that source (for Retry-After, else `default_pause_s`).
+
+    Wraps the process's one connection pool (`inner`), which it does not own: closing this
+    transport leaves the pool open for the other sources and the sinks.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        limiter: FleetRateLimiter,
+        source: str,
+        rate_per_s: float,
+        *,
+        default_pause_s: float = 1.0,
+    ) -> None:
+        self.inner = inner
+        self.limiter = limiter
+        self.source = source
+        self.rate_per_s = rate_per_s
+        self.default_pause_s = default_pause_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            await self.limiter.acquire(self.source, self.rate_per_s)
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout(str(exc), request=request) from None
+        response = await self.inner.handle_async_request(request)
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            await self.limiter.pause(self.source, retry_after or self.default_pause_s)
+        return response
+
+    async def aclose(self) -> None:
+        """The inner pool is shared; its owner closes it."""

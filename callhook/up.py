@@ -14,7 +14,7 @@ from callhook import logs
 from callhook.config import SANDBOX_PATH, Config, load_config
 from callhook.sandbox import Sandbox, prepare
 from service.app import create_app
-from workers.launch import worker_command, worker_environment
+from workers.launch import start_workers
 
 log = logging.getLogger("callhook.up")
 
@@ -45,9 +45,7 @@ def run_up(
         config = load_config(sandbox.config_path)
         simulator = background_server(sandbox, host="127.0.0.1", port=port + 1)
 
-    workers = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        worker_command(processes, threads), env=worker_environment(config)
-    )
+    workers = start_workers(config, processes=processes, threads=threads, metrics_port=None)
     sinks = ", ".join(f"{s.name} ({s.type})" for s in config.sinks) or "none"
     sources = ", ".join(sorted(config.sources)) or "none (every webhook answers 404)"
     mode = (

@@ -1,12 +1,25 @@
-"""Starting worker processes: Dramatiq's CLI on `workers.process`, with our config."""
+"""Starting worker processes: Dramatiq's CLI on `workers.process` as a child, with our
+config, and their metrics served by this parent process.
+
+Each worker process writes its Prometheus samples to a shared directory
+(prometheus-client's multiprocess mode); the parent serves them, merged, on
+`--metrics-port` (default 9191). Signals are passed on to Dramatiq's supervisor, which
+stops its workers gracefully.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import FrameType
 
 from callhook.config import ENV_PATH_VARIABLE, Config
+
+DEFAULT_METRICS_PORT = 9191
 
 
 def worker_command(processes: int, threads: int) -> list[str]:
@@ -26,15 +39,45 @@ def worker_command(processes: int, threads: int) -> list[str]:
     ]
 
 
-def worker_environment(config: Config) -> dict[str, str]:
+def worker_environment(config: Config, metrics_dir: str | None = None) -> dict[str, str]:
     """The environment for worker processes: ours, pointing at the same config file."""
     env = dict(os.environ)
     if Path(config.origin).is_file():
         env[ENV_PATH_VARIABLE] = str(Path(config.origin).resolve())
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     return env
 
 
-def exec_workers(config: Config, *, processes: int, threads: int) -> None:
-    """Replace this process with Dramatiq's supervisor (signals then go straight to it)."""
-    command = worker_command(processes, threads)
-    os.execve(sys.executable, command, worker_environment(config))  # noqa: S606
+def start_workers(
+    config: Config, *, processes: int, threads: int, metrics_port: int | None
+) -> subprocess.Popen[bytes]:
+    """Spawn the worker group; serve its merged metrics on `metrics_port` from here."""
+    metrics_dir = None
+    if metrics_port is not None:
+        metrics_dir = tempfile.mkdtemp(prefix="callhook-metrics-")
+        serve_metrics(metrics_dir, metrics_port)
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        worker_command(processes, threads), env=worker_environment(config, metrics_dir)
+    )
+
+
+def serve_metrics(directory: str, port: int) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - scraped remotely
+
+
+def run_workers(config: Config, *, processes: int, threads: int, metrics_port: int | None) -> int:
+    """`callhook worker`: run the group until it exits; pass SIGTERM/SIGINT on to it."""
+    child = start_workers(config, processes=processes, threads=threads, metrics_port=metrics_port)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return child.wait()

@@ -28,6 +28,7 @@ from workers.actors.deliver import deliver
 from workers.actors.enrich import enrich
 from workers.broker import CallhookBroker
 from workers.retrying import retry_later
+from workers.runtime import WorkerTuning
 
 log = logging.getLogger("callhook.workers")
 
@@ -93,7 +94,7 @@ class RuntimeLifecycle(Middleware):
             loop_thread.run_coroutine(runtime_module.shutdown())
 
 
-def build_broker(config: Config) -> CallhookBroker:
+def build_broker(config: Config, tuning: WorkerTuning | None = None) -> CallhookBroker:
     """A broker for `config` with the actors declared and the runtime configured."""
     broker = CallhookBroker(url=config.redis.url, namespace=config.redis.namespace)
     # after AsyncIO: its after_worker_shutdown must run once ours has closed the clients
@@ -110,5 +111,5 @@ def build_broker(config: Config) -> CallhookBroker:
             priority=0,
             options={"max_retries": 0},
         )
-    runtime_module.configure(config, broker)
+    runtime_module.configure(config, broker, tuning)
     return broker

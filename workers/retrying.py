@@ -42,13 +42,20 @@ class RetryPolicy:
         return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
 
 
-#: vendor 5xx / timeouts / 429: 10 retries, 2 s doubling to 5 min (about 25 min in all)
-VENDOR_TRANSIENT = RetryPolicy(max_attempts=10, base_s=2.0, cap_s=300.0)
-#: Get Call 404 right after the event, or summary/transcript not ready: 5 retries from 5 s
-#: to 5 min (about 8 min), then the record is kept from the payload alone and flagged
-NOT_READY = RetryPolicy(max_attempts=5, base_s=5.0, cap_s=300.0)
-#: sink outages: 12 retries, 2 s doubling to 10 min (about 1.5 h), then dead-lettered
-SINK_TRANSIENT = RetryPolicy(max_attempts=12, base_s=2.0, cap_s=600.0)
+@dataclass(frozen=True, slots=True)
+class RetryPolicies:
+    """The schedules workers follow (tests shorten them; production uses `DEFAULT`)."""
+
+    #: vendor 5xx / timeouts / 429: 10 retries, 2 s doubling to 5 min (about 25 min in all)
+    vendor_transient: RetryPolicy = RetryPolicy(max_attempts=10, base_s=2.0, cap_s=300.0)
+    #: Get Call 404 right after the event, or summary/transcript not ready: 5 retries from
+    #: 5 s to 5 min (about 8 min), then the record is kept from the payload alone, flagged
+    not_ready: RetryPolicy = RetryPolicy(max_attempts=5, base_s=5.0, cap_s=300.0)
+    #: sink outages: 12 retries, 2 s doubling to 10 min (about 1.5 h), then dead-lettered
+    sink_transient: RetryPolicy = RetryPolicy(max_attempts=12, base_s=2.0, cap_s=600.0)
+
+
+DEFAULT_POLICIES = RetryPolicies()
 
 
 async def retry_later(

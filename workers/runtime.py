@@ -13,8 +13,8 @@ import httpx
 import redis.asyncio
 
 from callhook.config import Config
-from callhook.http import make_client
-from callhook.ratelimit import FleetRateLimiter
+from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client
+from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
 from callhook.sinks import SINKS
 from callhook.sinks.base import Sink, SinkResources
 from callhook.store import RecordStore
@@ -22,6 +22,15 @@ from callhook.vendors import VENDORS
 from callhook.vendors.base import Vendor, VendorClient
 from workers.broker import CallhookBroker
 from workers.dlq import DeadLetters
+from workers.retrying import DEFAULT_POLICIES, RetryPolicies
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTuning:
+    """Timing knobs with production defaults; tests shorten them."""
+
+    policies: RetryPolicies = DEFAULT_POLICIES
+    http_timeout: httpx.Timeout = DEFAULT_TIMEOUT
 
 
 @dataclass
@@ -33,33 +42,53 @@ class Runtime:
     store: RecordStore
     limiter: FleetRateLimiter
     dead_letters: DeadLetters
+    policies: RetryPolicies
+    transport: httpx.AsyncBaseTransport
+    http_timeout: httpx.Timeout
     _sinks: dict[str, Sink[Any]] = field(default_factory=dict)
     _sinks_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _clients: dict[str, VendorClient] = field(default_factory=dict)
+    _source_http: list[httpx.AsyncClient] = field(default_factory=list)
 
     @classmethod
-    def create(cls, config: Config, broker: CallhookBroker) -> Runtime:
+    def create(
+        cls, config: Config, broker: CallhookBroker, tuning: WorkerTuning | None = None
+    ) -> Runtime:
+        tuning = tuning or WorkerTuning()
         client = redis.asyncio.Redis.from_url(
             config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
         namespace = config.redis.namespace
+        # the process's one connection pool; vendor clients reach it through rate limiters
+        transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
         return cls(
             config=config,
             broker=broker,
-            http=make_client(),
+            transport=transport,
+            http_timeout=tuning.http_timeout,
+            http=make_client(timeout=tuning.http_timeout, transport=transport),
             redis=client,
             store=RecordStore(client, namespace),
             limiter=FleetRateLimiter(client, namespace),
             dead_letters=DeadLetters(client, namespace),
+            policies=tuning.policies,
         )
 
     def vendor(self, source: str) -> Vendor[Any]:
         return VENDORS[self.config.sources[source].vendor]
 
     def vendor_client(self, source: str) -> VendorClient:
+        """The source's API client; its requests share the process's connection pool and
+        the fleet-wide rate limit of the source."""
         client = self._clients.get(source)
         if client is None:
-            client = self.vendor(source).client(self.config.sources[source], self.http)
+            settings = self.config.sources[source]
+            limited = RateLimitedTransport(
+                self.transport, self.limiter, source, settings.rate_limit_per_s
+            )
+            http = make_client(timeout=self.http_timeout, transport=limited)
+            self._source_http.append(http)
+            client = self.vendor(source).client(settings, http)
             self._clients[source] = client
         return client
 
@@ -83,18 +112,20 @@ class Runtime:
     async def close(self) -> None:
         for sink in self._sinks.values():
             await sink.close()
-        await self.http.aclose()
+        for http in self._source_http:
+            await http.aclose()
+        await self.http.aclose()  # closes the shared transport too
         await self.redis.aclose()
 
 
-_settings: tuple[Config, CallhookBroker] | None = None
+_settings: tuple[Config, CallhookBroker, WorkerTuning] | None = None
 _runtime: Runtime | None = None
 
 
-def configure(config: Config, broker: CallhookBroker) -> None:
+def configure(config: Config, broker: CallhookBroker, tuning: WorkerTuning | None = None) -> None:
     """Set what the next `runtime()` builds from (once per process; tests per test)."""
     global _settings, _runtime
-    _settings = (config, broker)
+    _settings = (config, broker, tuning or WorkerTuning())
     _runtime = None
 
 

@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 from callhook.events import Delivery
 from callhook.queues import ENRICH_QUEUE, messages_key, queue_key
 from callhook.vendors import VENDORS
-from tests.service.conftest import Ingress, ingress_config, serve_with
 from tests.servers import RedisServer, free_port
+from tests.service.conftest import Ingress, ingress_config, serve_with
 
 CASES = [(name, vendor_type) for name, v in VENDORS.items() for vendor_type in v.simulated_types]
 
@@ -40,7 +40,7 @@ def post(ingress: Ingress, source: str, d: Delivery, **headers: str) -> httpx.Re
 def enqueued(client: redis.Redis, namespace: str) -> list[dict[str, object]]:
     ids = client.lrange(queue_key(namespace, ENRICH_QUEUE), 0, -1)
     raws = client.hmget(messages_key(namespace, ENRICH_QUEUE), ids) if ids else []
-    return [orjson.loads(raw)["kwargs"] for raw in raws if raw is not None]  # type: ignore[arg-type]
+    return [orjson.loads(raw)["kwargs"] for raw in raws if raw is not None]
 
 
 @pytest.mark.parametrize(("source", "vendor_type"), CASES)
@@ -150,14 +150,10 @@ def test_body_over_the_cap_is_413_without_reading_it(
     assert enqueued(redis_sync, redis_namespace) == []
 
 
-def test_redis_down_is_503_then_the_retry_is_accepted(
-    tmp_path: Path, redis_namespace: str
-) -> None:
+def test_redis_down_is_503_then_the_retry_is_accepted(tmp_path: Path, redis_namespace: str) -> None:
     server = RedisServer(port=free_port(), directory=tmp_path)
     server.start()
-    config = ingress_config(
-        tmp_path, server.url, redis_namespace, redis={"accept_timeout_s": 0.5}
-    )
+    config = ingress_config(tmp_path, server.url, redis_namespace, redis={"accept_timeout_s": 0.5})
     try:
         with serve_with(config) as ingress_server:
             ingress = Ingress(ingress_server.url, config)

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import redis
 
-from callhook.config import Config, parse_config
+from callhook.config import Config, load_config
 from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, queue_key
 from callhook.sandbox import Sandbox, prepare
 from callhook.vendors import VENDORS
@@ -25,6 +25,8 @@ from service.app import create_app
 from tests.servers import ServerThread, free_port
 from workers.broker import CallhookBroker
 from workers.main import build_broker
+from workers.retrying import RetryPolicies, RetryPolicy
+from workers.runtime import WorkerTuning
 
 
 @dataclass
@@ -83,16 +85,61 @@ class Pipeline:
 
     def stored_record(self, source: str, call_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(f"{self.config.redis.namespace}:call:{source}:{call_id}")
-        return None if raw is None else orjson.loads(raw)  # type: ignore[arg-type]
+        return None if raw is None else orjson.loads(raw)
 
 
 def pipeline_config(
     sandbox_path: Path, redis_url: str, namespace: str, records: Path, sinks: list[dict[str, Any]]
 ) -> Config:
+    """The sandbox's sources with our Redis namespace and sinks, written next to it as a
+    config file (worker subprocesses read the same file)."""
     raw = tomllib.loads(sandbox_path.read_text())
     raw["redis"] = {"url": redis_url, "namespace": namespace}
     raw["sinks"] = [{"name": "records", "type": "file", "path": str(records)}, *sinks]
-    return parse_config(raw, {}, origin="tests")
+    path = sandbox_path.with_name("pipeline.toml")
+    path.write_text(toml_text(raw))
+    return load_config(path)
+
+
+def toml_text(raw: dict[str, Any]) -> str:
+    """Enough TOML for our config (tables, arrays of tables, strings, numbers, lists)."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return orjson.dumps(v).decode()
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return str(v)
+
+    for name, section in raw.items():
+        if name == "sinks":
+            continue
+        if name == "sources":
+            for source, table in section.items():
+                lines.append(f"[sources.{source}]")
+                lines += [f"{k} = {value(v)}" for k, v in table.items()]
+        else:
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {value(v)}" for k, v in section.items()]
+    for sink in raw.get("sinks", []):
+        lines.append("[[sinks]]")
+        lines += [f"{k} = {value(v)}" for k, v in sink.items()]
+    return "\n".join(lines) + "\n"
+
+
+FAST = WorkerTuning(
+    policies=RetryPolicies(
+        vendor_transient=RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.2),
+        not_ready=RetryPolicy(max_attempts=2, base_s=0.05, cap_s=0.2),
+        sink_transient=RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.2),
+    ),
+    http_timeout=httpx.Timeout(1.0, connect=1.0),
+)
 
 
 @contextlib.contextmanager
@@ -102,6 +149,7 @@ def running_pipeline(
     namespace: str,
     *,
     worker_threads: int = 4,
+    tuning: WorkerTuning = FAST,
     extra_sinks: list[dict[str, Any]] | None = None,
     start_worker: bool = True,
 ) -> Iterator[Pipeline]:
@@ -116,7 +164,7 @@ def running_pipeline(
         ServerThread(sandbox.simulator_app(), port=simulator_port),
         ServerThread(create_app(config), lifespan=True) as ingress,
     ):
-        broker = build_broker(config)
+        broker = build_broker(config, tuning)
         worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=worker_threads)
         if start_worker:
             worker.start()

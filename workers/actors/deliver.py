@@ -19,7 +19,7 @@ from callhook.lenient import iso_utc
 from callhook.queues import DELIVER_ACTOR, DELIVER_QUEUE
 from callhook.record import utc_now_iso
 from callhook.sinks.base import Trigger
-from workers.retrying import SINK_TRANSIENT, retry_later
+from workers.retrying import retry_later
 from workers.runtime import Runtime, runtime
 
 log = logging.getLogger("callhook.workers.deliver")
@@ -103,10 +103,10 @@ async def retry_or_dead_letter(
     context: dict[str, Any],
 ) -> None:
     attempt = int(kwargs["attempt"])
-    if SINK_TRANSIENT.exhausted(attempt):
+    if rt.policies.sink_transient.exhausted(attempt):
         await dead_letter(rt, kwargs, f"gave up after {attempt + 1} attempts: {reason}")
         return
-    delay = SINK_TRANSIENT.delay_s(attempt, retry_after)
+    delay = rt.policies.sink_transient.delay_s(attempt, retry_after)
     metrics.sink_deliveries_total.labels(kwargs["sink"], "retry").inc()
     log.warning("retrying in %.1fs: %s", delay, reason, extra={**context, "attempt": attempt})
     await retry_later(

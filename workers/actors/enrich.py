@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from callhook import metrics
-from callhook.errors import NotReadyYet, PermanentError, RateLimited, RetryableError
+from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import Event, EventType
 from callhook.lenient import iso_utc
 from callhook.queues import (
@@ -25,7 +25,7 @@ from callhook.queues import (
 )
 from callhook.record import CallRecord, utc_now_iso
 from callhook.sinks.routing import matching_sinks
-from workers.retrying import NOT_READY, VENDOR_TRANSIENT, retry_later
+from workers.retrying import retry_later
 from workers.runtime import Runtime, runtime
 
 log = logging.getLogger("callhook.workers.enrich")
@@ -85,7 +85,7 @@ async def enrich(
         try:
             observations.append(await fetch(rt, source, call_id, event_type))
         except NotReadyYet as exc:
-            if NOT_READY.exhausted(attempt):
+            if rt.policies.not_ready.exhausted(attempt):
                 log.warning(
                     "vendor never returned the call; recording it from the payload alone: %s",
                     exc.reason,
@@ -94,13 +94,8 @@ async def enrich(
                 metrics.enrich_total.labels(vendor.name, "payload_only").inc()
                 payload_only = True
             else:
-                await retry(rt, kwargs, NOT_READY.delay_s(attempt), exc.reason, context)
+                await retry(rt, kwargs, rt.policies.not_ready.delay_s(attempt), exc.reason, context)
                 return
-        except RateLimited as exc:
-            if exc.retry_after is not None:
-                await rt.limiter.pause(source, exc.retry_after)
-            await retry_or_dead_letter(rt, kwargs, exc, context)
-            return
         except RetryableError as exc:
             await retry_or_dead_letter(rt, kwargs, exc, context)
             return
@@ -141,12 +136,8 @@ async def enrich(
 
 
 async def fetch(rt: Runtime, source: str, call_id: str, event_type: EventType) -> CallRecord:
-    """Get Call (and extras) under the fleet-wide rate limit; the record it tells."""
+    """Get Call (and extras); the client's transport applies the fleet-wide rate limit."""
     vendor = rt.vendor(source)
-    try:
-        await rt.limiter.acquire(source, rt.config.sources[source].rate_limit_per_s)
-    except TimeoutError as exc:
-        raise RetryableError(str(exc), target=f"{vendor.name} API") from None
     started = time.perf_counter()
     try:
         fetched = await rt.vendor_client(source).fetch(call_id, event_type)
@@ -159,11 +150,17 @@ async def retry_or_dead_letter(
     rt: Runtime, kwargs: dict[str, Any], exc: RetryableError, context: dict[str, Any]
 ) -> None:
     attempt = int(kwargs["attempt"])
-    if VENDOR_TRANSIENT.exhausted(attempt):
+    if rt.policies.vendor_transient.exhausted(attempt):
         reason = f"gave up after {attempt + 1} attempts: {exc.reason}"
         await dead_letter(rt, kwargs, reason, rt.vendor(kwargs["source"]).name)
         return
-    await retry(rt, kwargs, VENDOR_TRANSIENT.delay_s(attempt, exc.retry_after), exc.reason, context)
+    await retry(
+        rt,
+        kwargs,
+        rt.policies.vendor_transient.delay_s(attempt, exc.retry_after),
+        exc.reason,
+        context,
+    )
 
 
 async def retry(
