@@ -145,8 +145,27 @@ def worker(config: Config, processes: int, threads: int, metrics_port: int) -> N
     show_default=True,
     help="Where sandbox mode keeps its generated config, secrets and database.",
 )
+@click.option(
+    "--redis-url",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="Sandbox mode: the Redis to use.",
+)
+@click.option(
+    "--namespace",
+    default="callhook-sandbox",
+    show_default=True,
+    help="Sandbox mode: the prefix of every Redis key.",
+)
 def up(
-    config: Config, host: str | None, port: int | None, processes: int, threads: int, var_dir: str
+    config: Config,
+    host: str | None,
+    port: int | None,
+    processes: int,
+    threads: int,
+    var_dir: str,
+    redis_url: str,
+    namespace: str,
 ) -> None:
     """Ingress, workers and the reconcile scheduler in one command (Ctrl-C stops all).
 
@@ -156,7 +175,16 @@ def up(
     from callhook.up import run_up
 
     sys.exit(
-        run_up(config, host=host, port=port, processes=processes, threads=threads, var_dir=var_dir)
+        run_up(
+            config,
+            host=host,
+            port=port,
+            processes=processes,
+            threads=threads,
+            var_dir=var_dir,
+            redis_url=redis_url,
+            namespace=namespace,
+        )
     )
 
 

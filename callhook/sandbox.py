@@ -61,7 +61,15 @@ def _generated_secrets(path: Path) -> dict[str, str]:
     return values
 
 
-def prepare(var_dir: Path, *, ingress_host: str, ingress_port: int, simulator_port: int) -> Sandbox:
+def prepare(
+    var_dir: Path,
+    *,
+    ingress_host: str,
+    ingress_port: int,
+    simulator_port: int,
+    redis_url: str = "redis://127.0.0.1:6379/0",
+    namespace: str = "callhook-sandbox",
+) -> Sandbox:
     """Write `var/sandbox.toml` (secrets generated on first use) and return the sandbox."""
     var_dir.mkdir(parents=True, exist_ok=True)
     values = _generated_secrets(var_dir / SECRETS_FILE)
@@ -72,6 +80,10 @@ def prepare(var_dir: Path, *, ingress_host: str, ingress_port: int, simulator_po
         sink = f'type = "file"\npath = "{(var_dir / "records.jsonl").as_posix()}"'
     text = f"""# Written by `callhook up` in sandbox mode (no config file was found).
 # Vendor APIs are simulated in-process at {api}. Delete this file to regenerate it.
+
+[redis]
+url = "{redis_url}"
+namespace = "{namespace}"
 
 [ingress]
 host = "{ingress_host}"

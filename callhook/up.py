@@ -32,6 +32,8 @@ def run_up(
     processes: int,
     threads: int,
     var_dir: str,
+    redis_url: str = "redis://127.0.0.1:6379/0",
+    namespace: str = "callhook-sandbox",
 ) -> int:
     logs.configure()
     host = host or config.ingress.host
@@ -40,7 +42,12 @@ def run_up(
     simulator: uvicorn.Server | None = None
     if is_sandbox(config):
         sandbox = prepare(
-            Path(var_dir), ingress_host=host, ingress_port=port, simulator_port=port + 1
+            Path(var_dir),
+            ingress_host=host,
+            ingress_port=port,
+            simulator_port=port + 1,
+            redis_url=redis_url,
+            namespace=namespace,
         )
         config = load_config(sandbox.config_path)
         simulator = background_server(sandbox, host="127.0.0.1", port=port + 1)

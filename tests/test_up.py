@@ -1,0 +1,98 @@
+"""`callhook up` from an empty directory (sandbox mode), then `callhook send-test-event` for
+each vendor: 200 from the ingress and an enriched record in the sandbox's sink."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.servers import free_port, wait_until_answers
+
+pytestmark = pytest.mark.slow
+
+
+def callhook(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "callhook", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def records(var: Path) -> list[dict[str, object]]:
+    database = var / "callhook.db"
+    if database.exists():
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute("SELECT record FROM calls").fetchall()
+        return [orjson.loads(row[0]) for row in rows]
+    jsonl = var / "records.jsonl"
+    if jsonl.exists():
+        return [orjson.loads(line)["record"] for line in jsonl.read_bytes().splitlines()]
+    return []
+
+
+def test_up_then_send_test_event_for_each_vendor(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str
+) -> None:
+    port = free_port()
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "callhook",
+            "up",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_server_url,
+            "--namespace",
+            redis_namespace,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        assert up.stdout is not None
+        banner = up.stdout.readline().decode()
+        assert banner.startswith("callhook up: ingress http://127.0.0.1:")
+        assert "sources: cometchat, diga, openphone" in banner
+        wait_until_answers("127.0.0.1", port)
+
+        for source in ("openphone", "cometchat", "diga"):
+            sent = callhook("send-test-event", source, cwd=tmp_path)
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            assert "HTTP 200" in sent.stdout
+            assert '"status":"accepted"' in sent.stdout
+
+        deadline = time.monotonic() + 30
+        found: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            found = records(tmp_path / "var")
+            if {r["source"] for r in found} == {"openphone", "cometchat", "diga"}:
+                break
+            time.sleep(0.2)
+        assert {r["source"] for r in found} == {"openphone", "cometchat", "diga"}
+        assert all(r["enrichment"] == "api" for r in found)
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        try:
+            up.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+        log.close()
+    assert up.returncode in (0, -signal.SIGINT, 130), (tmp_path / "up.log").read_text()[-2000:]
