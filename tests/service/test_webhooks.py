@@ -67,19 +67,27 @@ def test_every_event_type_is_accepted_once(
 
 
 @pytest.mark.parametrize("source", sorted(VENDORS))
-def test_tampered_body_wrong_secret_missing_headers_are_401(
+def test_wrong_credentials_and_missing_headers_are_401(
     ingress: Ingress, redis_sync: redis.Redis, redis_namespace: str, source: str
 ) -> None:
-    vendor_type = VENDORS[source].simulated_types[0]
-    d = delivery(ingress, source, vendor_type)
-    tampered = Delivery(body=d.body.replace(b"}", b' , "x": 1}', 1), headers=d.headers)
-    assert post(ingress, source, tampered).status_code == 401
+    d = delivery(ingress, source, VENDORS[source].simulated_types[0])
     bare = Delivery(body=d.body, headers={"content-type": "application/json"})
     assert post(ingress, source, bare).status_code == 401
     wrong = {key: "x" + value for key, value in d.headers.items() if key != "content-type"}
     response = post(ingress, source, d, **wrong)
     assert response.status_code == 401
     assert response.json() == {"status": "unauthenticated"}
+    assert enqueued(redis_sync, redis_namespace) == []
+
+
+def test_tampered_signed_body_is_401(
+    ingress: Ingress, redis_sync: redis.Redis, redis_namespace: str
+) -> None:
+    # Only OpenPhone/Quo signs the body; CometChat (Basic) and Diga (Bearer) cannot notice.
+    for vendor_type in ("call.completed", "call.ringing"):
+        d = delivery(ingress, "openphone", vendor_type)
+        tampered = Delivery(body=d.body.replace(b"}", b' , "x": 1}', 1), headers=d.headers)
+        assert post(ingress, "openphone", tampered).status_code == 401
     assert enqueued(redis_sync, redis_namespace) == []
 
 

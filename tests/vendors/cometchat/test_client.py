@@ -1,0 +1,342 @@
+"""The Calls API client against the simulated CometChat API on a real loopback server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from callhook.errors import NotReadyYet, PermanentError, RateLimited, RetryableError
+from callhook.events import EventType
+from callhook.http import make_client
+from callhook.vendors.base import Fetched, SimulatedCall, VendorSimulatorState
+from callhook.vendors.cometchat import CometChatClient
+from callhook.vendors.cometchat.simulate import legacy_shape, simulated_call, simulator_app
+from callhook.vendors.simulator import register
+from tests.servers import ServerThread, free_port
+from tests.vendors.cometchat.conftest import API_KEY, api_fixture, configured
+
+NOW = 1696934700.0
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    client = make_client(timeout=httpx.Timeout(5.0))
+    yield client
+    await client.aclose()
+
+
+def client_for(
+    server: ServerThread, http: httpx.AsyncClient, api_key: str = API_KEY
+) -> CometChatClient:
+    return CometChatClient(configured(api_base_url=server.url, api_key=api_key), http)
+
+
+def known_call(state: VendorSimulatorState, **changes: Any) -> SimulatedCall:
+    call = simulated_call(None, NOW)
+    call = SimulatedCall(call.call_id, {**call.call, **changes}, call.extras)
+    register(state, call)
+    return call
+
+
+def fetched(call: SimulatedCall) -> Fetched:
+    return Fetched(
+        call=call.call,
+        extras={"recordings": call.call["recordings"], "transcript": call.call["transcriptions"]},
+    )
+
+
+async def test_fetch_current_shape(
+    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
+) -> None:
+    call = known_call(api_state)
+    got = await client_for(api_server, http).fetch(call.call_id, EventType.COMPLETED)
+    assert got == fetched(call)
+    assert got.extras == call.extras
+    assert api_state.requests == [("GET", f"/calls/{call.call_id}")]
+
+
+@pytest.mark.parametrize("per_call", [False, True])
+async def test_fetch_older_array_shape(
+    api_state: VendorSimulatorState, http: httpx.AsyncClient, per_call: bool
+) -> None:
+    call = known_call(api_state)
+    older = SimulatedCall(call.call_id, legacy_shape(call.call))
+    register(api_state, older)
+    app = (
+        simulator_app(api_state, array_shape_calls={call.call_id})
+        if per_call
+        else simulator_app(api_state, shape="array")
+    )
+    with ServerThread(app) as server:
+        got = await client_for(server, http).fetch(call.call_id, EventType.RECORDING_READY)
+    assert got == fetched(older)
+    assert got.call["participants"][0]["name"] == "Andrew Joseph"
+
+
+async def test_recording_and_transcript_not_listed_yet_are_not_ready(
+    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
+) -> None:
+    call = known_call(api_state, hasRecording=False, hasTranscription="false")
+    client = client_for(api_server, http)
+    with pytest.raises(NotReadyYet, match="recording"):
+        await client.fetch(call.call_id, EventType.RECORDING_READY)
+    with pytest.raises(NotReadyYet, match="transcript"):
+        await client.fetch(call.call_id, EventType.TRANSCRIPT_READY)
+    # the call itself is there: other events enrich normally
+    assert (await client.fetch(call.call_id, EventType.COMPLETED)).call == api_state.calls[
+        call.call_id
+    ]
+    api_state.calls[call.call_id] = {**call.call, "hasRecording": True, "hasTranscription": True}
+    ready = await client.fetch(call.call_id, EventType.TRANSCRIPT_READY)
+    assert ready.extras["transcript"] == call.call["transcriptions"]
+
+
+async def test_not_found_right_after_the_event_is_not_ready_yet(
+    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
+) -> None:
+    call = known_call(api_state)
+    api_state.faults.not_found_first = 1
+    client = client_for(api_server, http)
+    with pytest.raises(NotReadyYet) as raised:
+        await client.fetch(call.call_id, EventType.COMPLETED)
+    assert raised.value.status_code == 404
+    assert "ERR_CALL_SESSION_NOT_FOUND" in raised.value.reason
+    assert (await client.fetch(call.call_id, EventType.COMPLETED)) == fetched(call)
+    with pytest.raises(NotReadyYet):
+        await client.fetch("v1.us.unknown.1", EventType.COMPLETED)
+
+
+@pytest.mark.parametrize("wrong_key", [False, True])
+async def test_unauthorized_is_permanent_and_never_shows_the_key(
+    api_server: ServerThread,
+    api_state: VendorSimulatorState,
+    http: httpx.AsyncClient,
+    wrong_key: bool,
+) -> None:
+    call = known_call(api_state)
+    if wrong_key:
+        client = client_for(api_server, http, api_key="not-the-key")
+    else:
+        api_state.faults.unauthorized = True
+        client = client_for(api_server, http)
+    with pytest.raises(PermanentError) as raised:
+        await client.fetch(call.call_id, EventType.COMPLETED)
+    assert raised.value.status_code == 401
+    assert raised.value.target == "cometchat API"
+    assert "AUTH_ERR_APIKEY_NOT_FOUND" in raised.value.reason
+    assert API_KEY not in str(raised.value)
+    assert "not-the-key" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(7.0, 7.0), (None, None)])
+async def test_rate_limited(
+    api_server: ServerThread,
+    api_state: VendorSimulatorState,
+    http: httpx.AsyncClient,
+    retry_after: float | None,
+    expected: float | None,
+) -> None:
+    call = known_call(api_state)
+    api_state.faults.rate_limited = 1
+    api_state.faults.retry_after = retry_after
+    client = client_for(api_server, http)
+    with pytest.raises(RateLimited) as raised:
+        await client.fetch(call.call_id, EventType.COMPLETED)
+    assert (raised.value.status_code, raised.value.retry_after) == (429, expected)
+    assert (await client.fetch(call.call_id, EventType.COMPLETED)) == fetched(call)
+
+
+async def test_server_error_is_retryable(
+    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
+) -> None:
+    call = known_call(api_state)
+    api_state.faults.server_errors = 1
+    with pytest.raises(RetryableError) as raised:
+        await client_for(api_server, http).fetch(call.call_id, EventType.COMPLETED)
+    assert type(raised.value) is RetryableError
+    assert raised.value.status_code == 500
+
+
+async def test_slow_answer_past_the_timeout_is_retryable(
+    api_server: ServerThread, api_state: VendorSimulatorState
+) -> None:
+    call = known_call(api_state)
+    api_state.faults.latency_s = 0.3
+    async with make_client(timeout=httpx.Timeout(0.05)) as impatient:
+        with pytest.raises(RetryableError, match="timed out"):
+            await client_for(api_server, impatient).fetch(call.call_id, EventType.COMPLETED)
+
+
+async def test_nothing_listening_is_retryable(http: httpx.AsyncClient) -> None:
+    client = CometChatClient(configured(api_base_url=f"http://127.0.0.1:{free_port()}"), http)
+    with pytest.raises(RetryableError, match="unreachable"):
+        await client.fetch("v1.us.x.1", EventType.COMPLETED)
+
+
+def _canned(body: bytes, content_type: str) -> Starlette:
+    async def answer(request: Request) -> Response:
+        return Response(body, media_type=content_type)
+
+    return Starlette(routes=[Route("/calls/{session_id}", answer)])
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error", "reason"),
+    [
+        (b"<html><body>Bad gateway</body></html>", "text/html", RetryableError, "not JSON"),
+        (b'{"data": {"sessionId": "v1.us', "application/json", RetryableError, "not JSON"),
+        (b"[]", "application/json", RetryableError, "not an object"),
+        (b'{"data": "ended"}', "application/json", RetryableError, "without a call object"),
+        (b'{"data": {"status": "ended"}}', "application/json", RetryableError, "without sessionId"),
+        (b'{"data": []}', "application/json", NotReadyYet, "empty call list"),
+    ],
+)
+async def test_malformed_answers(
+    http: httpx.AsyncClient,
+    body: bytes,
+    content_type: str,
+    error: type[RetryableError],
+    reason: str,
+) -> None:
+    with ServerThread(_canned(body, content_type)) as server, pytest.raises(error, match=reason):
+        await client_for(server, http).fetch("v1.us.x.1", EventType.COMPLETED)
+
+
+async def test_array_answer_picks_the_asked_call(http: httpx.AsyncClient) -> None:
+    (older,) = api_fixture("get_call__array")["data"]
+    other = {**older, "sessionId": "v1.us.other.1"}
+    body = orjson.dumps({"data": [other, older]})
+    with ServerThread(_canned(body, "application/json")) as server:
+        got = await client_for(server, http).fetch(older["sessionId"], EventType.COMPLETED)
+    assert got == Fetched(call=older, extras={})
+
+
+def _window(start: float, end: float) -> tuple[datetime, datetime]:
+    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+
+
+@pytest.fixture
+def many_calls(api_state: VendorSimulatorState) -> list[str]:
+    """250 calls initiated one every 10 s from NOW, plus some before and after."""
+    inside = []
+    for i in range(-5, 255):
+        call = simulated_call(None, NOW + 95 + i * 10)  # initiatedAt = NOW + i * 10
+        register(api_state, call)
+        if 0 <= i < 250:
+            inside.append(call.call_id)
+    return inside
+
+
+async def test_list_calls_pages_through_every_call_once(
+    api_server: ServerThread,
+    api_state: VendorSimulatorState,
+    http: httpx.AsyncClient,
+    many_calls: list[str],
+) -> None:
+    since, until = _window(NOW, NOW + 2500)
+    client = client_for(api_server, http)
+    listed = [call["sessionId"] async for call in client.list_calls(since, until)]
+    assert sorted(listed) == sorted(many_calls)
+    assert len(listed) == len(set(listed)) == 250
+    assert api_state.requests == [("GET", "/calls")] * 3
+    # adjacent windows split the calls without overlap (the boundary call is in the second)
+    first, second = _window(NOW, NOW + 1200), _window(NOW + 1200, NOW + 2500)
+    a = {call["sessionId"] async for call in client.list_calls(*first)}
+    b = {call["sessionId"] async for call in client.list_calls(*second)}
+    assert (len(a), len(b), a & b, a | b) == (120, 130, set(), set(many_calls))
+
+
+async def test_list_calls_empty_window(
+    api_server: ServerThread,
+    api_state: VendorSimulatorState,
+    http: httpx.AsyncClient,
+    many_calls: list[str],
+) -> None:
+    since, until = _window(NOW - 86400 * 30, NOW - 86400 * 29)
+    listed = [call async for call in client_for(api_server, http).list_calls(since, until)]
+    assert listed == []
+    assert api_state.requests == [("GET", "/calls")]
+
+
+async def test_list_calls_survives_pages_shifting_under_it(http: httpx.AsyncClient) -> None:
+    """A call arriving while paging pushes the last call of page 1 onto page 2: it is
+    still yielded once. The window goes out as unix seconds."""
+    calls = [{"sessionId": f"v1.us.s.{i}", "initiatedAt": int(NOW) + i} for i in range(150)]
+    seen_params: list[dict[str, str]] = []
+
+    async def listing(request: Request) -> Response:
+        seen_params.append(dict(request.query_params))
+        page = int(request.query_params["page"])
+        chunk = calls[:100] if page == 1 else calls[99:]
+        pagination = {"total": 151, "count": len(chunk), "per_page": 100}
+        pagination |= {"current_page": page, "total_pages": 2}
+        return JSONResponse({"data": chunk, "meta": {"pagination": pagination}})
+
+    app = Starlette(routes=[Route("/calls", listing)])
+    with ServerThread(app) as server:
+        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        listed = [c["sessionId"] async for c in client_for(server, http).list_calls(since, until)]
+    assert listed == [call["sessionId"] for call in calls]
+    assert seen_params == [
+        {
+            "startedAt": str(int(NOW) - 1),
+            "endedAt": str(int(NOW) + 1001),
+            "page": "1",
+            "perPage": "100",
+        },
+        {
+            "startedAt": str(int(NOW) - 1),
+            "endedAt": str(int(NOW) + 1001),
+            "page": "2",
+            "perPage": "100",
+        },
+    ]
+
+
+async def test_simulator_answers_like_the_api(
+    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
+) -> None:
+    """Sandbox mode relies on it: auth header, error shape, List Calls filters and meta,
+    and calls made up on demand when `autocreate` is on."""
+    video = known_call(api_state, type="video", hasRecording=False)
+    audio = known_call(api_state)
+    calls = f"{api_server.url}/calls"
+    refused = await http.get(calls)
+    assert refused.status_code == 401
+    assert refused.json() == {
+        "error": {"code": "AUTH_ERR_APIKEY_NOT_FOUND", "message": "auth err apikey not found"}
+    }
+    headers = {"apikey": API_KEY}
+    listed = await http.get(calls, params={"type": "video", "perPage": "1"}, headers=headers)
+    assert listed.json() == {
+        "data": [video.call],
+        "meta": {
+            "pagination": {
+                "total": 1,
+                "count": 1,
+                "per_page": 1,
+                "current_page": 1,
+                "total_pages": 1,
+            }
+        },
+    }
+    recorded = await http.get(calls, params={"hasRecording": "true"}, headers=headers)
+    assert [c["sessionId"] for c in recorded.json()["data"]] == [audio.call_id]
+    by_user = await http.get(calls, params={"uid": "cometchat-uid-5"}, headers=headers)
+    assert len(by_user.json()["data"]) == 2
+    nobody = await http.get(calls, params={"uid": "cometchat-uid-9"}, headers=headers)
+    assert nobody.json()["meta"]["pagination"]["total"] == 0
+    unknown = f"{calls}/v1.us.sandbox.1696934700abc"
+    assert (await http.get(unknown, headers=headers)).status_code == 404
+    api_state.autocreate = True
+    made = await http.get(unknown, headers=headers)
+    assert made.json()["data"]["sessionId"] == "v1.us.sandbox.1696934700abc"
