@@ -36,6 +36,8 @@ class Sandbox:
         """Every vendor's simulated API, each mounted at /<vendor>."""
         mounts = []
         for name, vendor in VENDORS.items():
+            if name not in self.api_keys:
+                continue
             state = VendorSimulatorState(api_key=self.api_keys[name], autocreate=True)
             self.simulator_states[name] = state
             mounts.append(Mount(f"/{name}", app=vendor.simulator_app(state)))
@@ -59,6 +61,32 @@ def _generated_secrets(path: Path) -> dict[str, str]:
     path.write_bytes(orjson.dumps(values, option=orjson.OPT_INDENT_2))
     path.chmod(0o600)
     return values
+
+
+_SOURCE_TABLES = {
+    "cometchat": """[sources.cometchat]
+vendor = "cometchat"
+app_id = "sandbox"
+region = "us"
+basic_auth_username = "{cometchat_user}"
+basic_auth_password = "{cometchat_password}"
+api_key = "{cometchat_api_key}"
+api_base_url = "{api}/cometchat"
+""",
+    "openphone": """[sources.openphone]
+vendor = "openphone"
+signing_secret = "{openphone_signing_secret}"
+webhook_secret = "{openphone_webhook_secret}"
+api_key = "{openphone_api_key}"
+api_base_url = "{api}/openphone"
+""",
+    "diga": """[sources.diga]
+vendor = "diga"
+webhook_token = "{diga_webhook_token}"
+api_key = "{diga_api_key}"
+api_base_url = "{api}/diga"
+""",
+}
 
 
 def prepare(
@@ -89,40 +117,21 @@ namespace = "{namespace}"
 host = "{ingress_host}"
 port = {ingress_port}
 
-[sources.cometchat]
-vendor = "cometchat"
-app_id = "sandbox"
-region = "us"
-basic_auth_username = "{values["cometchat_user"]}"
-basic_auth_password = "{values["cometchat_password"]}"
-api_key = "{values["cometchat_api_key"]}"
-api_base_url = "{api}/cometchat"
-
-[sources.openphone]
-vendor = "openphone"
-signing_secret = "{values["openphone_signing_secret"]}"
-webhook_secret = "{values["openphone_webhook_secret"]}"
-api_key = "{values["openphone_api_key"]}"
-api_base_url = "{api}/openphone"
-
-[sources.diga]
-vendor = "diga"
-webhook_token = "{values["diga_webhook_token"]}"
-api_key = "{values["diga_api_key"]}"
-api_base_url = "{api}/diga"
-
+{{sources}}
 [[sinks]]
 name = "sandbox"
 {sink}
 """
+    sources = "\n".join(
+        table.format(api=api, **values)
+        for name, table in _SOURCE_TABLES.items()
+        if name in VENDORS
+    )
+    text = text.replace("{sources}", sources)
     path = var_dir / SANDBOX_FILE
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     return Sandbox(
         config_path=path,
-        api_keys={
-            "cometchat": values["cometchat_api_key"],
-            "openphone": values["openphone_api_key"],
-            "diga": values["diga_api_key"],
-        },
+        api_keys={name: values[f"{name}_api_key"] for name in _SOURCE_TABLES if name in VENDORS},
     )

@@ -57,8 +57,12 @@ def start_workers(
     if metrics_port is not None:
         metrics_dir = tempfile.mkdtemp(prefix="callhook-metrics-")
         serve_metrics(metrics_dir, metrics_port)
+    # Its own session: a terminal's Ctrl-C or a group-wide SIGTERM reaches only us, and we pass
+    # it on exactly once (Dramatiq takes a second signal as "kill now").
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        worker_command(processes, threads), env=worker_environment(config, metrics_dir)
+        worker_command(processes, threads),
+        env=worker_environment(config, metrics_dir),
+        start_new_session=True,
     )
 
 
@@ -76,7 +80,8 @@ def run_workers(config: Config, *, processes: int, threads: int, metrics_port: i
     child = start_workers(config, processes=processes, threads=threads, metrics_port=metrics_port)
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

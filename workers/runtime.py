@@ -30,7 +30,7 @@ class WorkerTuning:
     """Timing knobs with production defaults; tests shorten them."""
 
     policies: RetryPolicies = DEFAULT_POLICIES
-    http_timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    http_timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
 
 
 @dataclass

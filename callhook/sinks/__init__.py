@@ -8,8 +8,16 @@ from typing import Any
 from callhook.registry import registry
 from callhook.sinks.base import Sink
 from callhook.sinks.file import FileSink
+from callhook.sinks.http import HttpSink
+from callhook.sinks.s3 import S3Sink
+from callhook.sinks.slack import SlackSink
 
 SINKS: Mapping[str, type[Sink[Any]]] = registry(
-    (FileSink,),
+    (
+        S3Sink,
+        SlackSink,
+        HttpSink,
+        FileSink,
+    ),
     key=lambda sink: sink.type_name,
 )

@@ -81,7 +81,10 @@ async def enrich(
     received_iso = iso_utc(received_at) or utc_now_iso()
     observations: list[CallRecord] = [vendor.record_from_event(source, event, received_iso)]
 
-    if fetchable and not payload_only:
+    # not fetchable: the event carries no id the vendor API knows (e.g. a CometChat missed
+    # call without a session id); the payload is all there is
+    payload_only = payload_only or not fetchable
+    if not payload_only:
         try:
             observations.append(await fetch(rt, source, call_id, event_type))
         except NotReadyYet as exc:

@@ -1,0 +1,138 @@
+"""Exactly-once side effects per identity, for sinks whose writes are not idempotent
+(a Slack message, an HTTP request): a short Redis lock plus a long-lived "sent" mark.
+
+    {prefix}:lock:{identity}   SET NX PX: the one worker allowed to send right now
+    {prefix}:sent:{identity}   written after the remote accepted; kept `keep_s` (≥ 30 days)
+
+A retry, a replay from the dead-letter queue or a second worker racing on the same
+identity finds the mark (or waits for the lock holder) and sends nothing.
+
+The remaining window is at-least-once, not exactly-once: if the process dies, or Redis
+becomes unreachable, after the remote accepted the send but before the mark is written,
+the next attempt sends again. Receivers that must never see a duplicate dedupe on the
+identity we send them (the http sink's `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio
+import redis.exceptions
+
+from callhook.errors import RetryableError
+
+log = logging.getLogger("callhook.sinks.once")
+
+#: how long a "sent" mark is kept: longer than any retry budget or dead-letter replay
+KEEP_S = 30 * 24 * 3600
+
+# Delete the lock only if it is still ours: after a lock expired and another worker took
+# it, a late release must not free the other worker's lock.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Once:
+    """Run a send at most once per identity (up to the window in the module docstring).
+
+    `prefix` scopes the keys (a namespace and a sink name); `lock_s` must outlast one
+    send, which the caller bounds with its own timeout; `wait_s` is how long a second
+    caller waits for the lock holder before giving up with a RetryableError.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str,
+        *,
+        lock_s: float,
+        wait_s: float,
+        keep_s: int = KEEP_S,
+        target: str = "",
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._lock_ms = max(1, math.ceil(lock_s * 1000))
+        self._wait_s = wait_s
+        self._keep_s = keep_s
+        self._target = target
+
+    def sent_key(self, identity: str) -> str:
+        return f"{self._prefix}:sent:{identity}"
+
+    def lock_key(self, identity: str) -> str:
+        return f"{self._prefix}:lock:{identity}"
+
+    async def run(self, identity: str, send: Callable[[], Awaitable[None]]) -> bool:
+        """Call `send()` unless it already succeeded for `identity`.
+
+        Returns True when `send` ran and succeeded now, False when an earlier attempt had
+        already done it. Exceptions from `send` propagate and leave no mark, so the next
+        attempt sends. Redis failures become `RetryableError`.
+        """
+        try:
+            return await self._run(identity, send)
+        except redis.exceptions.RedisError as exc:
+            raise RetryableError(
+                f"{self._target}: Redis unavailable for the sent mark ({type(exc).__name__})",
+                target=self._target,
+            ) from None
+
+    async def _run(self, identity: str, send: Callable[[], Awaitable[None]]) -> bool:
+        sent_key, lock_key = self.sent_key(identity), self.lock_key(identity)
+        token = secrets.token_hex(16)
+        if not await self._acquire(sent_key, lock_key, token):
+            return False
+        try:
+            # the previous holder may have finished between our check and our lock
+            if await self._redis.exists(sent_key):
+                return False
+            await send()
+            try:
+                await self._redis.set(sent_key, str(int(time.time())), ex=self._keep_s)
+            except redis.exceptions.RedisError:
+                log.warning(
+                    "%s: sent, but the sent mark could not be written; a retry may send again",
+                    self._target,
+                )
+                raise
+            return True
+        finally:
+            await self._release(lock_key, token)
+
+    async def _acquire(self, sent_key: str, lock_key: str, token: str) -> bool:
+        """Take the lock (True) or learn the identity is already sent (False)."""
+        deadline = time.monotonic() + self._wait_s
+        pause = 0.02
+        while True:
+            if await self._redis.exists(sent_key):
+                return False
+            if await self._redis.set(lock_key, token, nx=True, px=self._lock_ms):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                ttl_ms = await self._redis.pttl(lock_key)
+                raise RetryableError(
+                    f"{self._target}: another worker is sending the same message",
+                    target=self._target,
+                    retry_after=max(ttl_ms, 0) / 1000 or None,
+                )
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.5)
+
+    async def _release(self, lock_key: str, token: str) -> None:
+        try:
+            await self._redis.eval(_RELEASE, 1, lock_key, token)
+        except redis.exceptions.RedisError:
+            # the lock expires by itself after lock_s; nothing else to do
+            log.warning("%s: could not release a send lock", self._target)

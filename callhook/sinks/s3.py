@@ -1,0 +1,323 @@
+"""s3: one JSON object per call in an S3 (or S3-compatible) bucket, optionally with copies of
+the call's recordings.
+
+Layout: `{prefix}{source}/{YYYY}/{MM}/{DD}/{call_id}.json` (the UTC date of `created_at`,
+else of the trigger's `received_at`) and `…/{call_id}/recordings/{recording_id}{ext}`.
+The object carries its record's revision in `x-amz-meta-callhook-revision`; a write never
+replaces a higher revision, and conditional puts (`If-Match` / `If-None-Match`) keep two
+concurrent writers from undoing each other. Credentials come from the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import orjson
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from pydantic import field_validator
+
+from callhook.errors import (
+    ConfigError,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    UpstreamError,
+)
+from callhook.lenient import text, timestamp
+from callhook.sinks.base import Sink, SinkConfig, Trigger
+from callhook.sinks.s3_recordings import RecordingCopier, http_status, key_segment
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import PutObjectRequestTypeDef
+
+log = logging.getLogger("callhook.sinks.s3")
+
+REVISION_METADATA = "callhook-revision"  # sent as x-amz-meta-callhook-revision
+
+#: how often a write re-reads the object after losing a race to a concurrent writer
+_WRITE_ATTEMPTS = 5
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
+_THROTTLE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestLimitExceeded"}
+)
+_TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "RequestTimeout"})
+# Lenient about case and underscores: buckets from before AWS's current rules still exist.
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+_REGION_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+class S3SinkConfig(SinkConfig):
+    type: Literal["s3"] = "s3"
+    bucket: str
+    #: prepended verbatim to every key ("calls/" gives calls/quo/2024/...)
+    prefix: str = ""
+    region: str = "us-east-1"
+    #: an S3-compatible store (MinIO, Ceph...); path-style addressing is used with it
+    endpoint_url: str | None = None
+    copy_recordings: bool = False
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if value.startswith("s3://") or "/" in value:
+            raise ValueError("the bucket name only, without s3:// or a path (use prefix)")
+        if not _BUCKET_NAME.fullmatch(value):
+            raise ValueError("not a bucket name (3-63 letters, digits, dots, hyphens)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if value.startswith("/"):
+            raise ValueError("must not start with '/' (S3 keys have no leading slash)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str) -> str:
+        if not _REGION_NAME.fullmatch(value):
+            raise ValueError("not a region name (e.g. us-east-1)")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("must not contain credentials (they come from the AWS chain)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    revision: int
+    etag: str
+
+
+class S3Sink(Sink[S3SinkConfig]):
+    """Writes the latest state of each call as one JSON object (see the module docstring)."""
+
+    type_name: ClassVar[str] = "s3"
+    config_model: ClassVar[type[SinkConfig]] = S3SinkConfig
+
+    _stack: AsyncExitStack | None = None
+    _client: S3Client | None = None
+    #: cleared when the store rejects conditional puts (then the last writer wins)
+    _conditional: bool = True
+
+    async def start(self) -> None:
+        """Create the S3 client and check the bucket answers (`HeadBucket`)."""
+        if self._client is not None:
+            return
+        stack = AsyncExitStack()
+        client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                region_name=self.config.region,
+                endpoint_url=self.config.endpoint_url,
+                config=_client_config(self.config),
+            )
+        )
+        try:
+            await client.head_bucket(Bucket=self.config.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            await stack.aclose()
+            raise self._start_failure(exc) from None
+        self._stack, self._client = stack, client
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack, self._client = None, None
+
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+        if self._client is None:
+            raise RuntimeError(f"s3 sink {self.config.name!r} used before start()")
+        base = call_base_key(self.config.prefix, record, trigger)
+        context = {
+            "sink": self.config.name,
+            "source": record.get("source"),
+            "call_id": record.get("call_id"),
+            "event_key": trigger.event_key,
+        }
+        try:
+            pending = await self._write_object(self._client, base, record, context)
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_failure(exc, sink=self.config.name, bucket=self.config.bucket) from exc
+        if pending is not None:
+            raise pending
+
+    async def _write_object(
+        self, client: S3Client, base: str, record: dict[str, Any], context: dict[str, Any]
+    ) -> RetryableError | None:
+        """Put the object unless a higher revision is stored; return a recording copy that
+        should be retried (the object is written without it meanwhile)."""
+        key = base + ".json"
+        revision = int(record.get("revision") or 0)
+        body: bytes | None = None
+        pending: RetryableError | None = None
+        for _ in range(_WRITE_ATTEMPTS):
+            stored = await self._stored(client, key)
+            if stored is not None and stored.revision > revision:
+                log.info(
+                    "kept stored revision %d over %d", stored.revision, revision, extra=context
+                )
+                return None
+            if body is None:
+                shaped, pending = await self._with_recordings(client, base, record, context)
+                body = orjson.dumps(shaped)
+            if stored is not None and stored.etag.strip('"') == _md5(body):
+                return pending
+            if await self._put(client, key, body, revision, stored):
+                return pending
+        raise RetryableError(
+            f"s3 sink {self.config.name!r}: {key} kept changing under concurrent writers",
+            target=self.config.name,
+        )
+
+    async def _stored(self, client: S3Client, key: str) -> _Stored | None:
+        try:
+            head = await client.head_object(Bucket=self.config.bucket, Key=key)
+        except ClientError as exc:
+            if http_status(exc) == 404:
+                return None
+            raise
+        mark = head.get("Metadata", {}).get(REVISION_METADATA, "")
+        # An object without a readable mark was not written by us: any revision replaces it.
+        revision = int(mark) if mark.isdigit() else -1
+        return _Stored(revision=revision, etag=head.get("ETag", ""))
+
+    async def _put(
+        self, client: S3Client, key: str, body: bytes, revision: int, stored: _Stored | None
+    ) -> bool:
+        """Put the object if it is still as `stored` saw it; False when another writer won."""
+        request: PutObjectRequestTypeDef = {
+            "Bucket": self.config.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": "application/json",
+            "Metadata": {REVISION_METADATA: str(revision)},
+        }
+        if self._conditional:
+            if stored is None:
+                request["IfNoneMatch"] = "*"
+            else:
+                request["IfMatch"] = stored.etag
+        try:
+            await client.put_object(**request)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _CONFLICT_CODES:
+                return False
+            if code == "NotImplemented" and self._conditional:
+                log.warning(
+                    "the store does not support conditional puts: the last writer wins",
+                    extra={"sink": self.config.name},
+                )
+                self._conditional = False
+                return False
+            raise
+        return True
+
+    async def _with_recordings(
+        self, client: S3Client, base: str, record: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[dict[str, Any], RetryableError | None]:
+        recordings = record.get("recordings")
+        if not self.config.copy_recordings or not isinstance(recordings, list):
+            return record, None
+        copier = RecordingCopier(
+            client, self.resources.http, bucket=self.config.bucket, timeout_s=self.config.timeout_s
+        )
+        linked, pending = await copier.link(recordings, f"{base}/recordings/", context)
+        return {**record, "recordings": linked}, pending
+
+    def _start_failure(self, exc: ClientError | BotoCoreError) -> Exception:
+        label = f"sink {self.config.name!r} (s3)"
+        bucket = self.config.bucket
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError(
+                f"{label}: no AWS credentials (environment, shared profile or instance role)"
+            )
+        if isinstance(exc, ClientError):
+            status = http_status(exc)
+            if status == 404 or _code(exc) == "NoSuchBucket":
+                return ConfigError(f"{label}: bucket {bucket!r} does not exist")
+            if status == 403:
+                return ConfigError(
+                    f"{label}: no access to bucket {bucket!r} (check the credentials and policy)"
+                )
+            if status is not None and status < 500 and status not in (408, 429):
+                return ConfigError(
+                    f"{label}: bucket {bucket!r} answered HTTP {status} (wrong region or endpoint?)"
+                )
+        return s3_failure(exc, sink=self.config.name, bucket=bucket)
+
+
+def call_base_key(prefix: str, record: dict[str, Any], trigger: Trigger) -> str:
+    """`{prefix}{source}/{YYYY}/{MM}/{DD}/{call_id}`: the call's key without `.json`."""
+    source, call_id = text(record.get("source")), text(record.get("call_id"))
+    moment = timestamp(record.get("created_at")) or timestamp(trigger.received_at)
+    if source is None or call_id is None or moment is None:
+        raise PermanentError(
+            "s3: the record lacks source, call_id or any date to file it under", target="s3"
+        )
+    day = datetime.fromtimestamp(moment, UTC)
+    return f"{prefix}{key_segment(source)}/{day:%Y/%m/%d}/{key_segment(call_id)}"
+
+
+def s3_failure(exc: ClientError | BotoCoreError, *, sink: str, bucket: str) -> UpstreamError:
+    """The Callhook error for an S3 failure: throttling, 5xx and connection trouble are
+    retryable; refusals (AccessDenied, NoSuchBucket, bad credentials...) are permanent."""
+    where = f"s3 sink {sink!r} (bucket {bucket!r})"
+    if isinstance(exc, NoCredentialsError):
+        return PermanentError(f"{where}: no AWS credentials", target=sink)
+    if not isinstance(exc, ClientError):
+        return RetryableError(f"{where}: {type(exc).__name__}", target=sink)
+    code, status = _code(exc), http_status(exc)
+    reason = f"{where}: {exc.operation_name} answered {code} (HTTP {status})"
+    if code in _THROTTLE_CODES or status == 429:
+        return RateLimited(reason, target=sink, status_code=status)
+    if code in _TRANSIENT_CODES or status is None or status >= 500 or status == 408:
+        return RetryableError(reason, target=sink, status_code=status)
+    return PermanentError(reason, target=sink, status_code=status)
+
+
+def _client_config(config: S3SinkConfig) -> AioConfig:
+    options: dict[str, Any] = {
+        "connect_timeout": config.timeout_s,
+        "read_timeout": config.timeout_s,
+        # One quick retry (a stale pooled connection); backoff belongs to the deliver actor.
+        "retries": {"mode": "standard", "total_max_attempts": 2},
+        "user_agent_extra": "callhook",
+    }
+    if config.endpoint_url:
+        options["s3"] = {"addressing_style": "path"}
+        # Many S3-compatible stores reject the newer default CRC checksum headers.
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    return AioConfig(**options)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _md5(body: bytes) -> str:
+    # S3's ETag of a single-part upload without SSE-KMS: a match means "already stored".
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
