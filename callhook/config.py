@@ -39,7 +39,7 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class RedisConfig(_Section):

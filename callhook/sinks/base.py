@@ -31,7 +31,7 @@ class When(BaseModel):
 class SinkConfig(BaseModel):
     """Settings every sink has; each sink type subclasses it with its own."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     type: str

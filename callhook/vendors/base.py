@@ -25,7 +25,7 @@ from callhook.record import CallRecord
 class SourceConfig(BaseModel):
     """Settings every `[sources.NAME]` table has; vendors subclass it with their secrets."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     vendor: str
     api_key: SecretStr | None = None

@@ -149,3 +149,28 @@ def test_events_of_one_call_converge_whatever_the_order(pipeline: Pipeline) -> N
         "call.ringing",
         "call.started",
     }
+
+
+def test_concurrent_workers_on_one_call_lose_no_update(pipeline: Pipeline) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    vendor_types = [
+        t
+        for t in VENDORS["cometchat"].simulated_types
+        if parsed_type(pipeline, "cometchat", t) is not None
+        and "meeting" not in t
+        and t not in ("call_busy", "call_cancelled", "call_rejected", "call_unanswered")
+    ]
+    call = pipeline.new_call("cometchat")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda t: pipeline.post("cometchat", t, call), vendor_types))
+    accepted = [a for a in answers if a.json()["status"] == "accepted"]
+    assert len(accepted) == len(vendor_types)
+    lines = pipeline.wait_for(len(accepted))
+    stored = pipeline.stored_record("cometchat", call.call_id)
+    assert stored is not None
+    # every enrich merged two observations (payload + Get Call) into the one stored record;
+    # a lost update (two workers overwriting each other) would leave fewer revisions
+    assert stored["revision"] == 2 * len(accepted)
+    assert stored["status"] == "completed"
+    assert {line["record"]["call_id"] for line in lines} == {call.call_id}

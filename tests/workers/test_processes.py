@@ -94,8 +94,10 @@ def test_sigkilled_worker_messages_are_redelivered(idle_pipeline: Pipeline, tmp_
     assert sorted(line["record"]["call_id"] for line in lines) == sorted(c.call_id for c in calls)
     assert redelivered_after < 60
     assert stopped_in < 35  # SIGTERM: graceful, bounded by the 30 s shutdown timeout
-    print(f"redelivered {len(lines)} messages {redelivered_after:.1f}s after SIGKILL; "
-          f"SIGTERM stop took {stopped_in:.1f}s")
+    print(
+        f"redelivered {len(lines)} messages {redelivered_after:.1f}s after SIGKILL; "
+        f"SIGTERM stop took {stopped_in:.1f}s"
+    )
 
 
 def test_two_worker_processes_share_work_and_the_rate_limit(
