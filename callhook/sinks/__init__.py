@@ -7,6 +7,7 @@ from typing import Any
 
 from callhook.registry import registry
 from callhook.sinks.base import Sink
+from callhook.sinks.database import DatabaseSink
 from callhook.sinks.file import FileSink
 from callhook.sinks.http import HttpSink
 from callhook.sinks.s3 import S3Sink
@@ -14,6 +15,7 @@ from callhook.sinks.slack import SlackSink
 
 SINKS: Mapping[str, type[Sink[Any]]] = registry(
     (
+        DatabaseSink,
         S3Sink,
         SlackSink,
         HttpSink,
