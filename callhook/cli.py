@@ -229,3 +229,32 @@ def dlq_purge(config: Config, sink: str | None, yes: bool) -> None:
     if not yes:
         click.confirm("Delete these dead letters for good?", abort=True)
     click.echo(purge(config, sink=sink))
+
+
+@main.command()
+@config_option
+@click.argument("source")
+@click.option("--since", required=True, help="Start of the window (ISO-8601; UTC if no offset).")
+@click.option("--until", default=None, help="End of the window (ISO-8601; default: now).")
+@click.option("--dry-run", is_flag=True, help="Page through and count; enqueue nothing.")
+def reconcile(config: Config, source: str, since: str, until: str | None, dry_run: bool) -> None:
+    """Find SOURCE's calls the vendor never delivered (List Calls) and feed them through."""
+    from workers.reconcile_cli import run_reconcile
+
+    out = sys.stdout
+    sys.exit(
+        run_reconcile(
+            config, source, since=since, until=until, dry_run=dry_run, out=out, tty=out.isatty()
+        )
+    )
+
+
+@main.command()
+@config_option
+def scheduler(config: Config) -> None:
+    """Reconcile every source every [reconcile].interval_s, in the foreground."""
+    from callhook import logs
+    from workers.scheduler import run_scheduler
+
+    logs.configure()
+    sys.exit(run_scheduler(config))

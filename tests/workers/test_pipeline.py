@@ -62,8 +62,9 @@ def test_not_found_then_found_is_retried_and_enriched(pipeline: Pipeline) -> Non
     assert pipeline.post("openphone", "call.completed", call).status_code == 200
     (line,) = pipeline.wait_for(1)
     assert line["record"]["enrichment"] == "api"
-    gets = [p for m, p in pipeline.state("openphone").requests if p.endswith(call.call_id)]
-    assert len(gets) == 2
+    requests = pipeline.state("openphone").requests
+    gets = [p for _, p in requests if p.endswith(f"/v1/calls/{call.call_id}")]
+    assert len(gets) == 2, "one 404, then the call"
 
 
 def test_never_found_is_recorded_from_the_payload_and_flagged(pipeline: Pipeline) -> None:

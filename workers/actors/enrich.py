@@ -25,6 +25,7 @@ from callhook.queues import (
 )
 from callhook.record import CallRecord, utc_now_iso
 from callhook.sinks.routing import matching_sinks
+from workers.reconcile import RECONCILE_VENDOR_TYPE, listed_observation
 from workers.retrying import retry_later
 from workers.runtime import Runtime, runtime
 
@@ -79,7 +80,11 @@ async def enrich(
         occurred_at=occurred_at,
     )
     received_iso = iso_utc(received_at) or utc_now_iso()
-    observations: list[CallRecord] = [vendor.record_from_event(source, event, received_iso)]
+    if vendor_type == RECONCILE_VENDOR_TYPE:
+        first = listed_observation(vendor, source, event, received_iso)
+    else:
+        first = vendor.record_from_event(source, event, received_iso)
+    observations: list[CallRecord] = [first]
 
     # not fetchable: the event carries no id the vendor API knows (e.g. a CometChat missed
     # call without a session id); the payload is all there is
