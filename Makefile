@@ -33,3 +33,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-e2e
+bench-e2e: $(STAMP)
+	$(BIN)/python -m bench.e2e

@@ -123,9 +123,7 @@ name = "sandbox"
 {sink}
 """
     sources = "\n".join(
-        table.format(api=api, **values)
-        for name, table in _SOURCE_TABLES.items()
-        if name in VENDORS
+        table.format(api=api, **values) for name, table in _SOURCE_TABLES.items() if name in VENDORS
     )
     text = text.replace("{sources}", sources)
     path = var_dir / SANDBOX_FILE
