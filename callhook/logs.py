@@ -48,3 +48,7 @@ def configure(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx and httpcore log every request's full URL at INFO; vendor query strings hold
+    # phone numbers (Quo's List Calls `participants`), so only their warnings get through
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ from callhook import logs
 from callhook.config import SANDBOX_PATH, Config, load_config
 from callhook.sandbox import Sandbox, prepare
 from service.app import create_app
-from workers.launch import start_workers
+from workers.launch import start_scheduler, start_workers
 
 log = logging.getLogger("callhook.up")
 
@@ -53,6 +53,7 @@ def run_up(
         simulator = background_server(sandbox, host="127.0.0.1", port=port + 1)
 
     workers = start_workers(config, processes=processes, threads=threads, metrics_port=None)
+    scheduler = start_scheduler(config)
     sinks = ", ".join(f"{s.name} ({s.type})" for s in config.sinks) or "none"
     sources = ", ".join(sorted(config.sources)) or "none (every webhook answers 404)"
     mode = (
@@ -60,10 +61,12 @@ def run_up(
         if sandbox
         else config.origin
     )
+    every = config.reconcile.interval_s
+    schedule = f"every {every}s (pid {scheduler.pid})" if every > 0 else "disabled"
     print(
         f"callhook up: ingress http://{host}:{port} · sources: {sources} · workers: {processes}x"
-        f"{threads} threads (pid {workers.pid}) · sinks: {sinks} · scheduler: not started "
-        f"(reconcile is not built yet) · config: {mode}",
+        f"{threads} threads (pid {workers.pid}) · sinks: {sinks} · reconcile: {schedule} · "
+        f"config: {mode}",
         flush=True,
     )
     server = uvicorn.Server(
@@ -81,6 +84,7 @@ def run_up(
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled; we are stopping anyway
     finally:
+        stop(scheduler)
         stop(workers)
         if simulator is not None:
             simulator.should_exit = True
@@ -105,7 +109,7 @@ def background_server(sandbox: Sandbox, *, host: str, port: int) -> uvicorn.Serv
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the workers (they finish or requeue in-flight work), then wait."""
+    """SIGTERM a child (workers finish or requeue in-flight work), then wait."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

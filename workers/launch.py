@@ -66,6 +66,15 @@ def start_workers(
     )
 
 
+def start_scheduler(config: Config) -> subprocess.Popen[bytes]:
+    """Spawn `callhook scheduler` on the same config file, in its own session (as above)."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "callhook", "scheduler"],
+        env=worker_environment(config),
+        start_new_session=True,
+    )
+
+
 def serve_metrics(directory: str, port: int) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
