@@ -225,6 +225,36 @@ async def test_a_writer_that_lost_a_race_does_not_undo_the_winner(
     assert (document["summary"], mark) == ("seven", "7")
 
 
+async def test_what_a_sink_remembers_writing_never_undoes_another_writer(
+    make_sink: SinkFactory, s3: S3Client, bucket: str
+) -> None:
+    # `first` remembers storing revision 2; another process then stores 3. Neither a
+    # replay of 2 nor a write of 2 with other content may bring 2 back; 4 replaces 3.
+    first, other = await make_sink(), await make_sink()
+    await first.write(call_record(revision=2, summary="two"), TRIGGER)
+    await other.write(call_record(revision=3, summary="three"), TRIGGER)
+
+    await first.write(call_record(revision=2, summary="two"), TRIGGER)
+    assert (await stored(s3, bucket))[0]["summary"] == "three"
+    await first.write(call_record(revision=2, summary="two, again"), TRIGGER)
+    assert (await stored(s3, bucket))[0]["summary"] == "three"
+
+    await first.write(call_record(revision=4, summary="four"), TRIGGER)
+    document, mark = await stored(s3, bucket)
+    assert (document["summary"], mark) == ("four", "4")
+
+
+async def test_a_key_first_written_elsewhere_is_not_overwritten_by_a_lower_revision(
+    make_sink: SinkFactory, s3: S3Client, bucket: str
+) -> None:
+    # A sink that never wrote the key guesses it absent; the guess must fail safely.
+    other, late = await make_sink(), await make_sink()
+    await other.write(call_record(revision=5, summary="five"), TRIGGER)
+    await late.write(call_record(revision=1, summary="one"), TRIGGER)
+
+    assert await stored(s3, bucket) == (call_record(revision=5, summary="five"), "5")
+
+
 async def test_recordings_are_copied_once_and_linked(
     make_sink: SinkFactory, s3: S3Client, bucket: str, recordings: RecordingServer
 ) -> None:
