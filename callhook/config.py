@@ -75,10 +75,30 @@ class ReconcileConfig(_Section):
     lookback_s: int = Field(default=7200, gt=0)
 
 
+class RetryPolicyConfig(_Section):
+    """One retry schedule: `max_attempts` retries after the first try, backing off
+    exponentially (with jitter) from `base_s` to `cap_s`."""
+
+    max_attempts: int = Field(ge=0, le=1000)
+    base_s: float = Field(gt=0)
+    cap_s: float = Field(gt=0)
+
+
+class RetriesConfig(_Section):
+    """`[retries.vendor_transient]`, `[retries.not_ready]`, `[retries.sink_transient]`: the
+    workers' retry schedules (workers/retrying.py `RetryPolicies`). A schedule left out
+    keeps its built-in default; shorter ones are for test and chaos runs."""
+
+    vendor_transient: RetryPolicyConfig | None = None
+    not_ready: RetryPolicyConfig | None = None
+    sink_transient: RetryPolicyConfig | None = None
+
+
 class Config(_Section):
     redis: RedisConfig = RedisConfig()
     ingress: IngressConfig = IngressConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    retries: RetriesConfig = RetriesConfig()
     # SerializeAsAny: dump each entry with its vendor's / sink type's own fields
     sources: Mapping[str, SerializeAsAny[SourceConfig]] = Field(default_factory=dict)
     sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dramatiq
 import redis.exceptions
 
+from callhook.config import RetriesConfig
 from callhook.http import backoff_s
 
 log = logging.getLogger("callhook.workers")
@@ -56,6 +57,16 @@ class RetryPolicies:
 
 
 DEFAULT_POLICIES = RetryPolicies()
+
+
+def policies_from_config(retries: RetriesConfig) -> RetryPolicies:
+    """`DEFAULT_POLICIES` with the schedules the config's `[retries.*]` tables set."""
+    chosen = {
+        name: RetryPolicy(policy.max_attempts, policy.base_s, policy.cap_s)
+        for name in RetriesConfig.model_fields
+        if (policy := getattr(retries, name)) is not None
+    }
+    return replace(DEFAULT_POLICIES, **chosen)
 
 
 async def retry_later(

@@ -22,7 +22,7 @@ from callhook.vendors import VENDORS
 from callhook.vendors.base import Vendor, VendorClient
 from workers.broker import CallhookBroker
 from workers.dlq import DeadLetters
-from workers.retrying import DEFAULT_POLICIES, RetryPolicies
+from workers.retrying import DEFAULT_POLICIES, RetryPolicies, policies_from_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,8 @@ class Runtime:
     def create(
         cls, config: Config, broker: CallhookBroker, tuning: WorkerTuning | None = None
     ) -> Runtime:
-        tuning = tuning or WorkerTuning()
+        # worker processes get no tuning: their schedules come from the config ([retries])
+        tuning = tuning or WorkerTuning(policies=policies_from_config(config.retries))
         client = redis.asyncio.Redis.from_url(
             config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
@@ -118,14 +119,14 @@ class Runtime:
         await self.redis.aclose()
 
 
-_settings: tuple[Config, CallhookBroker, WorkerTuning] | None = None
+_settings: tuple[Config, CallhookBroker, WorkerTuning | None] | None = None
 _runtime: Runtime | None = None
 
 
 def configure(config: Config, broker: CallhookBroker, tuning: WorkerTuning | None = None) -> None:
     """Set what the next `runtime()` builds from (once per process; tests per test)."""
     global _settings, _runtime
-    _settings = (config, broker, tuning or WorkerTuning())
+    _settings = (config, broker, tuning)
     _runtime = None
 
 
