@@ -13,6 +13,7 @@ the newest state of the call wins whatever order they are processed in:
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -109,7 +110,8 @@ class CallRecord(_Model):
     # built from the webhook payload alone because the vendor API never returned the call.
     enrichment: Literal["api", "payload_only"] | None = None
     observed_at: str | None = None
-    #: +1 on every merge of this call; sinks never replace a higher revision with a lower
+    #: starts at the record's creation time (`first_revision`) and grows by one on every
+    #: merge of this call; sinks never replace a higher revision with a lower
     revision: int = 0
     updated_at: str | None = None
 
@@ -135,6 +137,16 @@ _SCALARS = (
     "summary",
     "voicemail",
 )
+
+
+def first_revision() -> int:
+    """The revision of a call's first record: milliseconds since the epoch.
+
+    Not 1: the record store forgets a call after RECORD_TTL_S (or with a lost Redis), and
+    a record built again from scratch must still outrank what sinks stored before, or the
+    database and S3 sinks would ignore every later update of that call.
+    """
+    return time.time_ns() // 1_000_000
 
 
 def utc_now_iso() -> str:
@@ -165,7 +177,9 @@ def _union_by_id(older: tuple[Any, ...], newer: tuple[Any, ...]) -> tuple[Any, .
 def merge(current: CallRecord | None, observation: CallRecord) -> CallRecord:
     """Fold `observation` into `current`; the newer state wins field by field."""
     if current is None:
-        return observation.model_copy(update={"updated_at": utc_now_iso(), "revision": 1})
+        return observation.model_copy(
+            update={"updated_at": utc_now_iso(), "revision": first_revision()}
+        )
     if (current.source, current.call_id) != (observation.source, observation.call_id):
         raise ValueError("merge() of records for different calls")
     newer, older = (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
-from callhook.record import CallRecord, CallStatus, LastEvent, Recording, merge
+from callhook.record import CallRecord, CallStatus, LastEvent, Recording, first_revision, merge
 
 
 def observation(status: CallStatus, observed_at: str, **fields: Any) -> CallRecord:
@@ -64,6 +65,7 @@ def test_every_order_converges_on_the_newest_state() -> None:
         for order in itertools.permutations((RINGING, ANSWERED, COMPLETED, RECORDING))
     }
     assert len(results) == 1
+    started = first_revision()
     final = fold((COMPLETED, RINGING, RECORDING, ANSWERED))
     assert final.status is CallStatus.COMPLETED
     assert final.direction == "inbound"
@@ -73,7 +75,15 @@ def test_every_order_converges_on_the_newest_state() -> None:
     assert [r.id for r in final.recordings] == ["R1"]
     assert final.last_event is not None
     assert final.last_event.key == "e4"
-    assert final.revision == 4
+    # the first merge stamps the creation time in ms; each later one adds one
+    assert started <= final.revision - 3 <= first_revision()
+
+
+def test_a_call_recreated_after_the_store_forgot_it_outranks_its_old_record() -> None:
+    old = fold((RINGING, ANSWERED, COMPLETED, RECORDING))
+    time.sleep(0.01)  # in production: RECORD_TTL_S (30 days) or a lost Redis later
+    again = merge(None, RECORDING)
+    assert again.revision > old.revision
 
 
 def test_an_older_ringing_after_completed_does_not_move_status_back() -> None:
