@@ -4,12 +4,13 @@
 and decides, for each call listed:
 
 * still ringing or in progress → skipped: a later run finds it finished;
-* its stored record (callhook/store.py) already has the same final status → already
-  delivered, nothing is enqueued;
-* otherwise (no record: new; another status: updated) → fed to the enrich actor as the
-  normalised event its status maps to, exactly as ingress feeds a webhook: the dedupe mark
-  and the enqueue in one atomic step (service/accept.py), keyed `reconcile:<call>:<status>`,
-  so two runs finding the same call feed it once and a call whose status changed is fed again.
+* its stored record (callhook/store.py) already knows everything the listing tells (status,
+  times, duration, parties, recordings...) → already delivered, nothing is enqueued;
+* otherwise (no record: new; a record the listing adds to: updated) → fed to the enrich
+  actor as the normalised event its status maps to, exactly as ingress feeds a webhook: the
+  dedupe mark and the enqueue in one atomic step (service/accept.py), keyed
+  `reconcile:<call>:<status>:<digest of what the listing tells>`, so two runs finding the
+  same call feed it once and a call that changed since is fed again.
 
 Every request goes through the source's fleet-wide rate limit (callhook/ratelimit.py), like
 enrichment's. A page answered 429/5xx (or not answered) is retried where it failed, with
@@ -20,6 +21,7 @@ ends the run with `Summary.error` set.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -31,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+import orjson
 import redis.asyncio
 import redis.exceptions
 
@@ -41,7 +44,7 @@ from callhook.events import Event, EventType
 from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client, parse_retry_after
 from callhook.queues import dedupe_key
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
-from callhook.record import CallRecord, CallStatus, LastEvent, utc_now_iso
+from callhook.record import CallRecord, CallStatus, LastEvent, merge, utc_now_iso
 from callhook.store import RecordStore
 from callhook.vendors import VENDORS
 from callhook.vendors.base import Fetched, Vendor
@@ -114,10 +117,45 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: the record fields a listing can tell; bookkeeping (revision, times observed, vendor_data)
+#: is left out so the same call listed twice looks the same
+_LISTED_FACTS = frozenset(
+    {
+        "status",
+        "vendor_status",
+        "direction",
+        "media",
+        "initiator",
+        "receiver",
+        "participants",
+        "created_at",
+        "started_at",
+        "answered_at",
+        "ended_at",
+        "duration_s",
+        "recordings",
+        "transcript",
+        "summary",
+        "voicemail",
+    }
+)
+
+
+def listed_facts(record: CallRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", include=set(_LISTED_FACTS))
+
+
+def tells_more(stored: CallRecord, listed: CallRecord) -> bool:
+    """Whether merging the listed call into the stored record would change what it says."""
+    return listed_facts(merge(stored, listed)) != listed_facts(stored)
+
+
 def reconcile_event(record: CallRecord, event_type: EventType, listed: Mapping[str, Any]) -> Event:
     """The event that feeds a listed call to enrichment (fetched again there, by id)."""
+    facts = orjson.dumps(listed_facts(record), option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(facts).hexdigest()[:16]
     return Event(
-        event_key=f"reconcile:{record.call_id}:{record.status.value}",
+        event_key=f"reconcile:{record.call_id}:{record.status.value}:{digest}",
         vendor_type=RECONCILE_VENDOR_TYPE,
         type=event_type,
         call_id=record.call_id,
@@ -298,7 +336,7 @@ class Reconciler:
         if event_type is None:
             return Outcome.IN_PROGRESS
         stored = await self.store.get(source, record.call_id)
-        if stored is not None and stored.status == record.status:
+        if stored is not None and not tells_more(stored, record):
             return Outcome.ALREADY_DELIVERED
         outcome = Outcome.NEW if stored is None else Outcome.UPDATED
         event = reconcile_event(record, event_type, listed)

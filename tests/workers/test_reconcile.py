@@ -224,6 +224,27 @@ async def test_the_listed_status_decides_what_is_fed(pipeline: Pipeline) -> None
     assert last["record"]["call_id"] == calls[5].call_id
 
 
+async def test_a_call_that_gained_a_recording_since_is_fed_again_once(pipeline: Pipeline) -> None:
+    (call,) = seed(pipeline, "cometchat", 1, first=time.time() - 3600)
+    recordings = call.call.pop("recordings")
+    call.call["hasRecording"] = False
+    first = await reconcile(pipeline, "cometchat")
+    assert counts(first) == {"seen": 1, "new": 1}
+    (line,) = wait_for(pipeline, 1)
+    assert line["record"]["recordings"] == []
+
+    call.call.update(hasRecording=True, recordings=recordings)  # the same status: ended
+    second = await reconcile(pipeline, "cometchat")
+    assert counts(second) == {"seen": 1, "updated": 1}
+    update = wait_for(pipeline, 2)[1]
+    assert [r["id"] for r in update["record"]["recordings"]] == [recordings[0]["rid"]]
+
+    third = await reconcile(pipeline, "cometchat")
+    assert counts(third) == {"seen": 1, "already_delivered": 1}
+    await asyncio.sleep(0.3)  # time for a duplicate to show up, if one were on its way
+    assert len(delivered(pipeline)) == 2
+
+
 @pytest.mark.skipif("openphone" not in VENDORS, reason="the openphone vendor is not registered")
 async def test_what_quo_cannot_list_is_named_in_the_summary(idle_pipeline: Pipeline) -> None:
     seed(idle_pipeline, "openphone", 3, first=time.time() - 3600)
@@ -403,11 +424,9 @@ def test_a_reconcile_event_maps_its_listed_call_like_a_get_call_answer() -> None
     listed = vendor.simulated_call(None, now=1_750_000_000).call
     record = vendor.record_from_api("cc", Fetched(call=listed), "2025-06-15T15:00:00.000Z")
     event = reconcile_event(record, EventType.COMPLETED, listed)
-    assert (event.event_key, event.vendor_type, event.fetchable) == (
-        f"reconcile:{record.call_id}:completed",
-        "reconcile",
-        True,
-    )
+    assert event.event_key.startswith(f"reconcile:{record.call_id}:completed:")
+    assert (event.vendor_type, event.fetchable) == ("reconcile", True)
+    assert reconcile_event(record, EventType.COMPLETED, listed).event_key == event.event_key
     observed = listed_observation(vendor, "cc", event, "2025-06-15T15:00:00.000Z")
     assert observed == record.model_copy(
         update={
