@@ -47,13 +47,16 @@ class RetryPolicy:
 class RetryPolicies:
     """The schedules workers follow (tests shorten them; production uses `DEFAULT`)."""
 
-    #: vendor 5xx / timeouts / 429: 10 retries, 2 s doubling to 5 min (about 25 min in all)
-    vendor_transient: RetryPolicy = RetryPolicy(max_attempts=10, base_s=2.0, cap_s=300.0)
-    #: Get Call 404 right after the event, or summary/transcript not ready: 5 retries from
-    #: 5 s to 5 min (about 8 min), then the record is kept from the payload alone, flagged
-    not_ready: RetryPolicy = RetryPolicy(max_attempts=5, base_s=5.0, cap_s=300.0)
-    #: sink outages: 12 retries, 2 s doubling to 10 min (about 1.5 h), then dead-lettered
-    sink_transient: RetryPolicy = RetryPolicy(max_attempts=12, base_s=2.0, cap_s=600.0)
+    # Each delay is drawn from [c/2, c], c = min(cap, base * 2**attempt): the totals below
+    # are the sums of those ranges.
+
+    #: vendor 5xx / timeouts / 429: 14 retries, 2 s doubling to 10 min (34-67 min in all)
+    vendor_transient: RetryPolicy = RetryPolicy(max_attempts=14, base_s=2.0, cap_s=600.0)
+    #: Get Call 404 right after the event, or summary/transcript not ready: 6 retries from
+    #: 10 s to 5 min (5-10 min in all), then the record is kept from the payload alone, flagged
+    not_ready: RetryPolicy = RetryPolicy(max_attempts=6, base_s=10.0, cap_s=300.0)
+    #: sink outages: 16 retries, 2 s doubling to 15 min (1-2 h in all), then dead-lettered
+    sink_transient: RetryPolicy = RetryPolicy(max_attempts=16, base_s=2.0, cap_s=900.0)
 
 
 DEFAULT_POLICIES = RetryPolicies()
