@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -109,40 +110,103 @@ def postgres_dsn() -> Iterator[str]:
     if answers("127.0.0.1", 5432):
         yield "postgresql://postgres@127.0.0.1:5432"
         return
-    bindir = _pg_bindir()
+    with own_postgres() as server:
+        yield server.dsn
+
+
+@contextlib.contextmanager
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of our own on a free port, whatever else runs on this machine."""
     with tempfile.TemporaryDirectory(prefix="callhook-pg-") as directory:
-        data = Path(directory) / "data"
-        port = free_port()
-        run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-        if run_as:
-            shutil.chown(directory, "postgres")
+        server = PostgresServer(port=free_port(), directory=Path(directory))
+        server.initdb()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server initialised in `directory`; a test may stop and start it again."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    @property
+    def _run_as(self) -> list[str]:
+        # the server refuses to run as root
+        return [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+
+    def initdb(self) -> None:
+        if self._run_as:
+            shutil.chown(self.directory, "postgres")
+        data = str(self.directory / "data")
         subprocess.run(
-            [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+            [
+                *self._run_as,
+                str(_pg_bindir() / "initdb"),
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        process = subprocess.Popen(
+
+    def start(self) -> None:
+        options = [
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.directory),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ]
+        self.process = subprocess.Popen(
             [
-                *run_as,
-                str(bindir / "postgres"),
+                *self._run_as,
+                str(_pg_bindir() / "postgres"),
                 "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-k",
-                directory,
-                "-c",
-                "listen_addresses=127.0.0.1",
+                str(self.directory / "data"),
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        wait_until_answers("127.0.0.1", self.port, timeout=30)
+        ready = [str(_pg_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        deadline = time.monotonic() + 30
+        # the port answers while the server is still starting up (recovering, after a stop)
+        while subprocess.run(ready, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on {self.port} not ready within 30s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Fast shutdown: open sessions are ended, as when an operator stops the server."""
+        if self.process is None:
+            return
+        postmaster = self.directory / "data" / "postmaster.pid"
         try:
-            wait_until_answers("127.0.0.1", port, timeout=30)
-            yield f"postgresql://postgres@127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+            os.kill(int(postmaster.read_text().split()[0]), signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 def _pg_bindir() -> Path:
