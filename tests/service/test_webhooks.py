@@ -183,6 +183,35 @@ def test_redis_down_is_503_then_the_retry_is_accepted(tmp_path: Path, redis_name
         server.stop()
 
 
+def test_redis_too_slow_is_503_fast_and_the_retry_lands_once(
+    tmp_path: Path, redis_namespace: str
+) -> None:
+    server = RedisServer(port=free_port(), directory=tmp_path)
+    server.start()
+    config = ingress_config(tmp_path, server.url, redis_namespace, redis={"accept_timeout_s": 0.3})
+    admin = redis.Redis.from_url(server.url)
+    try:
+        with serve_with(config) as ingress_server:
+            ingress = Ingress(ingress_server.url, config)
+            d = delivery(ingress, "openphone", "call.completed")
+            admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # Redis stalls 1.5 s
+            started = time.monotonic()
+            slow = post(ingress, "openphone", d)
+            assert slow.status_code == 503
+            assert slow.headers["retry-after"] == "5"
+            assert time.monotonic() - started < 1.0, "the answer waits for the bound, not Redis"
+            time.sleep(1.5)
+            # Redis may have run the stalled accept after we gave up: the retry then finds
+            # it a duplicate. Either way the event is stored exactly once.
+            retried = post(ingress, "openphone", d)
+            assert retried.status_code == 200
+            assert retried.json()["status"] in ("accepted", "duplicate")
+            assert len(enqueued(admin, redis_namespace)) == 1
+    finally:
+        admin.close()
+        server.stop()
+
+
 def test_health_metrics_openapi(ingress: Ingress) -> None:
     assert httpx.get(f"{ingress.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{ingress.url}/readyz").json() == {"status": "ok"}
