@@ -21,14 +21,14 @@ from typing import Any
 
 import orjson
 
+# Reconcile has no queue of its own: the scheduler runs one reconcile at a time under a
+# fleet-wide lock and feeds the calls it finds to the enrich queue, as ingress does.
 ENRICH_QUEUE = "callhook.enrich"
 DELIVER_QUEUE = "callhook.deliver"
-RECONCILE_QUEUE = "callhook.reconcile"
-QUEUES = (ENRICH_QUEUE, DELIVER_QUEUE, RECONCILE_QUEUE)
+QUEUES = (ENRICH_QUEUE, DELIVER_QUEUE)
 
 ENRICH_ACTOR = "callhook.enrich"
 DELIVER_ACTOR = "callhook.deliver"
-RECONCILE_ACTOR = "callhook.reconcile"
 
 
 @dataclass(frozen=True, slots=True)
