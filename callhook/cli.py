@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -39,6 +39,27 @@ def load_or_exit(path: str | None) -> Config:
     except ConfigError as exc:
         click.echo(f"callhook: config error: {exc}", err=True)
         sys.exit(2)
+
+
+def exit_with(run: Callable[[], int]) -> NoReturn:
+    """Exit with `run()`'s status; a ConfigError it raises (a metrics port already taken)
+    is one line and status 2, as for a bad config file."""
+    try:
+        status = run()
+    except ConfigError as exc:
+        click.echo(f"callhook: {exc}", err=True)
+        status = 2
+    sys.exit(status)
+
+
+def metrics_port_option(default: int, what: str) -> Callable[[F], F]:
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=default,
+        show_default=True,
+        help=f"Serve {what} Prometheus metrics on this port (0: don't).",
+    )
 
 
 @click.group()
@@ -113,21 +134,15 @@ def send_test_event(
     show_default=True,
     help="Concurrent messages per process.",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=9191,
-    show_default=True,
-    help="Serve the workers' Prometheus metrics on this port (0: don't).",
-)
+@metrics_port_option(9191, "the workers'")
 def worker(config: Config, processes: int, threads: int, metrics_port: int) -> None:
-    """Run Dramatiq worker processes for every queue."""
+    """Run Dramatiq worker processes for every queue (each starts every sink as it boots)."""
     from callhook import logs
     from workers.launch import run_workers
 
     logs.configure()
     port = metrics_port or None
-    sys.exit(run_workers(config, processes=processes, threads=threads, metrics_port=port))
+    exit_with(lambda: run_workers(config, processes=processes, threads=threads, metrics_port=port))
 
 
 @main.command()
@@ -157,6 +172,7 @@ def worker(config: Config, processes: int, threads: int, metrics_port: int) -> N
     show_default=True,
     help="Sandbox mode: the prefix of every Redis key.",
 )
+@metrics_port_option(9191, "the workers' and the scheduler's")
 def up(
     config: Config,
     host: str | None,
@@ -166,6 +182,7 @@ def up(
     var_dir: str,
     redis_url: str,
     namespace: str,
+    metrics_port: int,
 ) -> None:
     """Ingress, workers and the reconcile scheduler in one command (Ctrl-C stops all).
 
@@ -174,8 +191,8 @@ def up(
     """
     from callhook.up import run_up
 
-    sys.exit(
-        run_up(
+    exit_with(
+        lambda: run_up(
             config,
             host=host,
             port=port,
@@ -184,6 +201,7 @@ def up(
             var_dir=var_dir,
             redis_url=redis_url,
             namespace=namespace,
+            metrics_port=metrics_port or None,
         )
     )
 
@@ -251,10 +269,11 @@ def reconcile(config: Config, source: str, since: str, until: str | None, dry_ru
 
 @main.command()
 @config_option
-def scheduler(config: Config) -> None:
+@metrics_port_option(9192, "the scheduler's")
+def scheduler(config: Config, metrics_port: int) -> None:
     """Reconcile every source every [reconcile].interval_s, in the foreground."""
     from callhook import logs
     from workers.scheduler import run_scheduler
 
     logs.configure()
-    sys.exit(run_scheduler(config))
+    exit_with(lambda: run_scheduler(config, metrics_port=metrics_port or None))

@@ -1,5 +1,6 @@
 """`callhook up` from an empty directory (sandbox mode), then `callhook send-test-event` for
-each vendor: 200 from the ingress and an enriched record in the sandbox's sink."""
+each vendor: 200 from the ingress, an enriched record in the sandbox's sink, and the
+deliveries counted on the workers' metrics port."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import free_port, wait_until_answers
 
@@ -45,7 +48,7 @@ def records(var: Path) -> list[dict[str, object]]:
 def test_up_then_send_test_event_for_each_vendor(
     tmp_path: Path, redis_server_url: str, redis_namespace: str
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
         [
@@ -59,6 +62,8 @@ def test_up_then_send_test_event_for_each_vendor(
             redis_server_url,
             "--namespace",
             redis_namespace,
+            "--metrics-port",
+            str(metrics_port),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -70,6 +75,7 @@ def test_up_then_send_test_event_for_each_vendor(
         banner = up.stdout.readline().decode()
         assert banner.startswith("callhook up: ingress http://127.0.0.1:")
         assert "sources: cometchat, diga, openphone" in banner
+        assert f"metrics: http://127.0.0.1:{metrics_port}/metrics" in banner
         wait_until_answers("127.0.0.1", port)
 
         for source in ("openphone", "cometchat", "diga"):
@@ -87,6 +93,15 @@ def test_up_then_send_test_event_for_each_vendor(
             time.sleep(0.2)
         assert {r["source"] for r in found} == {"openphone", "cometchat", "diga"}
         assert all(r["enrichment"] == "api" for r in found)
+
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        delivered = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "callhook_sink_deliveries_total" and sample.labels["outcome"] == "ok"
+        )
+        assert delivered >= 3, text
     finally:
         os.killpg(up.pid, signal.SIGINT)
         try:
@@ -96,3 +111,28 @@ def test_up_then_send_test_event_for_each_vendor(
             up.wait()
         log.close()
     assert up.returncode in (0, -signal.SIGINT, 130), (tmp_path / "up.log").read_text()[-2000:]
+
+
+def test_up_stops_with_the_workers_when_a_sink_is_misconfigured(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str
+) -> None:
+    config = tmp_path / "callhook.toml"
+    config.write_text(
+        f'[redis]\nurl = "{redis_server_url}"\nnamespace = "{redis_namespace}"\n\n'
+        '[[sinks]]\nname = "warehouse"\ntype = "database"\nurl = "sqlite:////proc/no/calls.db"\n'
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "callhook", "up", "--port", str(free_port()), "--metrics-port", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    named = [line for line in output.splitlines() if "cannot create /proc/no" in line]
+    assert len(named) == 1, output
+    assert "sink 'warehouse'" in named[0]
+    assert time.monotonic() - started < 60

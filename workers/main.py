@@ -17,6 +17,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from callhook.config import Config
+from callhook.errors import ConfigError
 from callhook.queues import (
     DELIVER_ACTOR,
     DELIVER_QUEUE,
@@ -34,6 +35,8 @@ log = logging.getLogger("callhook.workers")
 
 #: seconds before retrying work whose run was cut short by a Redis outage
 REDIS_OUTAGE_RETRY_S = 5.0
+#: a worker process's exit status when a sink is misconfigured (as for a bad config file)
+SINK_CONFIG_EXIT = 2
 
 
 def guarded(
@@ -82,11 +85,28 @@ def guarded(
 
 
 class RuntimeLifecycle(Middleware):
-    """Starts housekeeping with the worker; closes the process's clients on shutdown."""
+    """Starts housekeeping and the sinks with the worker; closes the process's clients on
+    shutdown.
+
+    Dramatiq logs and swallows an `Exception` from a boot hook, so a misconfigured sink ends
+    the process with `SystemExit(SINK_CONFIG_EXIT)`: Dramatiq's supervisor then stops the
+    other worker processes and exits with that status, and so does `callhook worker`. The
+    event-loop thread is stopped first: it is not a daemon and would keep the process alive.
+    """
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if isinstance(broker, CallhookBroker):
             broker.start_housekeeping()
+        loop_thread = get_event_loop_thread()  # AsyncIO's hook, before ours, started it
+        if loop_thread is None:
+            return
+        try:
+            loop_thread.run_coroutine(runtime_module.start_sinks())
+        except ConfigError as exc:
+            log.critical("cannot start the worker: %s", exc)
+            loop_thread.run_coroutine(runtime_module.shutdown())
+            loop_thread.stop()
+            raise SystemExit(SINK_CONFIG_EXIT) from None
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()

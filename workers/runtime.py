@@ -1,18 +1,25 @@
 """What one worker process owns: config, one httpx client, one Redis client, the vendor
 clients per source, the sinks (started once), the record store, the rate limiter, the dead
 letters. Built on the worker's event-loop thread at first use (async clients are bound to
-the loop that made them) and closed when the worker shuts down."""
+the loop that made them) and closed when the worker shuts down.
+
+A worker process starts every configured sink as it boots (`start_sinks`), so a sink that
+cannot work as configured stops the process with one line; a sink that cannot be reached
+yet is started again by its first delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import redis.asyncio
+import redis.exceptions
 
 from callhook.config import Config
+from callhook.errors import RetryableError
 from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
 from callhook.sinks import SINKS
@@ -23,6 +30,11 @@ from callhook.vendors.base import Vendor, VendorClient
 from workers.broker import CallhookBroker
 from workers.dlq import DeadLetters
 from workers.retrying import DEFAULT_POLICIES, RetryPolicies, policies_from_config
+
+log = logging.getLogger("callhook.workers")
+
+#: what a sink's start may raise when its target cannot be reached right now
+TRANSIENT_START_ERRORS = (RetryableError, OSError, TimeoutError, redis.exceptions.RedisError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,27 @@ class Runtime:
                 self._sinks[name] = created
             return self._sinks[name]
 
+    async def start_sinks(self) -> None:
+        """Start every configured sink now, within its write budget (3 x `timeout_s`).
+
+        A `ConfigError` (no such bucket, no credentials, a bad database URL) is raised:
+        retrying cannot fix it. A sink that is unreachable now is logged as a warning and
+        left unstarted; its first delivery starts it, retrying as usual."""
+        for config in self.config.sinks:
+            try:
+                async with asyncio.timeout(config.timeout_s * 3):
+                    await self.sink(config.name)
+            except TRANSIENT_START_ERRORS as exc:
+                reason = exc.reason if isinstance(exc, RetryableError) else str(exc)
+                log.warning(
+                    "sink %s (%s) did not start (%s: %s); deliveries to it retry until it does",
+                    config.name,
+                    config.type,
+                    type(exc).__name__,
+                    reason or "timed out",
+                    extra={"sink": config.name},
+                )
+
     def has_sink(self, name: str) -> bool:
         return any(sink.name == name for sink in self.config.sinks)
 
@@ -138,6 +171,11 @@ def runtime() -> Runtime:
             raise RuntimeError("workers.runtime.configure() was not called")
         _runtime = Runtime.create(*_settings)
     return _runtime
+
+
+async def start_sinks() -> None:
+    """Start this process's sinks (see `Runtime.start_sinks`); run on the event-loop thread."""
+    await runtime().start_sinks()
 
 
 async def shutdown() -> None:

@@ -29,6 +29,7 @@ import redis.asyncio
 import redis.exceptions
 
 from callhook.config import Config
+from workers.launch import serve_metrics
 from workers.reconcile import Reconciler, Summary, iso
 
 log = logging.getLogger("callhook.workers.scheduler")
@@ -205,8 +206,11 @@ class Scheduler:
         return min(recorded, lookback)
 
 
-def run_scheduler(config: Config) -> int:
-    """`callhook scheduler`: `serve` in the foreground until SIGINT/SIGTERM (main thread)."""
+def run_scheduler(config: Config, *, metrics_port: int | None = None) -> int:
+    """`callhook scheduler`: `serve` in the foreground until SIGINT/SIGTERM (main thread),
+    its Prometheus metrics (`callhook_reconcile_calls_total`) on `metrics_port` if given."""
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
 
     async def until_signalled() -> None:
         stop = asyncio.Event()

@@ -1,6 +1,7 @@
 """Real worker processes (`callhook worker`) against one Redis: a SIGKILLed worker's
 messages are redelivered and completed; two worker groups share the work and the
-vendor's fleet-wide rate limit."""
+vendor's fleet-wide rate limit; the group's merged metrics are scraped over HTTP; sinks are
+started as a worker boots (a misconfigured one stops it, an unreachable one does not)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from callhook.vendors.base import Faults
+from tests.servers import free_port, wait_until_answers
+from tests.sinks._s3_support import moto_s3
 from tests.workers.harness import Pipeline, running_pipeline
 
 pytestmark = pytest.mark.slow
@@ -23,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @contextmanager
 def worker_process(
-    config_path: Path, log: Path, threads: int = 4
+    config_path: Path, log: Path, threads: int = 4, metrics_port: int = 0
 ) -> Iterator[subprocess.Popen[bytes]]:
     command = [
         sys.executable,
@@ -37,7 +42,7 @@ def worker_process(
         "--threads",
         str(threads),
         "--metrics-port",
-        "0",
+        str(metrics_port),
     ]
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -125,3 +130,105 @@ def test_two_worker_processes_share_work_and_the_rate_limit(
     assert all(count > 0 for count in enriched), enriched
     assert sum(enriched) == 30
     print(f"{requests} vendor requests in {elapsed:.1f}s (limit {rate}/s); split {enriched}")
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample served on 127.0.0.1:`port`, keyed by (name, labels)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_worker_group_serves_its_merged_metrics(
+    idle_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pipeline = idle_pipeline
+    port = free_port()
+    with worker_process(Path(pipeline.config.origin), tmp_path / "w.log", metrics_port=port):
+        wait_until_answers("127.0.0.1", port)
+        call = pipeline.new_call("cometchat")
+        assert pipeline.post("cometchat", "call_ended", call).status_code == 200
+        pipeline.wait_for(1, timeout=30)
+        samples = scrape(port)
+    ok = frozenset({("sink", "records"), ("outcome", "ok")})
+    assert samples[("callhook_sink_deliveries_total", ok)] == 1.0
+    assert (
+        samples[("callhook_enrich_total", frozenset({("vendor", "cometchat"), ("outcome", "ok")}))]
+        == 1.0
+    )
+    assert samples[("callhook_end_to_end_seconds_count", frozenset({("sink", "records")}))] == 1.0
+
+
+NO_METRICS = ("--metrics-port", "0")
+
+
+def sinks_config(path: Path, redis_url: str, namespace: str, sink: str) -> Path:
+    path.write_text(
+        f'[redis]\nurl = "{redis_url}"\nnamespace = "{namespace}"\n\n[[sinks]]\n{sink}\n'
+    )
+    return path
+
+
+def test_a_sink_misconfigured_at_start_stops_the_worker_with_one_line(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str
+) -> None:
+    secret = "s3cr3t-never-logged"
+    with moto_s3() as endpoint:
+        config = sinks_config(
+            tmp_path / "s3.toml",
+            redis_server_url,
+            redis_namespace,
+            'name = "archive"\ntype = "s3"\nbucket = "no-such-bucket"\n'
+            f'endpoint_url = "{endpoint}"',
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "callhook", "worker", "--config", str(config), *NO_METRICS],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+        )
+        took = time.monotonic() - started
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    named = [line for line in output.splitlines() if "no-such-bucket" in line]
+    assert len(named) == 1, output
+    assert "sink 'archive' (s3): bucket 'no-such-bucket' does not exist" in named[0]
+    assert "Traceback" not in output
+    assert secret not in output
+    assert took < 30
+    print(f"exited {done.returncode} in {took:.1f}s: {named[0]}")
+
+
+def test_an_unreachable_sink_at_start_does_not_stop_the_worker(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str
+) -> None:
+    url = f"postgresql://callhook@127.0.0.1:{free_port()}/callhook"
+    config = sinks_config(
+        tmp_path / "db.toml",
+        redis_server_url,
+        redis_namespace,
+        f'name = "warehouse"\ntype = "database"\nurl = "{url}"\ntimeout_s = 2',
+    )
+    log = tmp_path / "w.log"
+    with worker_process(config, log) as process:
+        wait(lambda: "did not start" in log.read_text(), 30, "the start warning")
+        time.sleep(2.0)
+        assert process.poll() is None, log.read_text()
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=40) == 0
+    warning = next(line for line in log.read_text().splitlines() if "did not start" in line)
+    assert '"level":"warning"' in warning
+    assert "sink warehouse (database)" in warning

@@ -19,9 +19,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
+from callhook.config import load_config
 from callhook.queues import ENRICH_QUEUE, messages_key
 from callhook.vendors.base import Faults
+from tests.servers import free_port, wait_until_answers
 from tests.workers.harness import Pipeline
 from tests.workers.test_reconcile import (
     FAST_PAGES,
@@ -33,6 +38,7 @@ from tests.workers.test_reconcile import (
     seed,
     wait_for,
 )
+from workers.launch import start_scheduler
 from workers.reconcile import Outcome, Reconciler, Summary, iso
 from workers.scheduler import Schedule, Scheduler, lock_key, window_key
 
@@ -242,13 +248,34 @@ async def test_a_failing_page_leaves_the_window_unrecorded(idle_pipeline: Pipeli
     assert recorded_end(idle_pipeline, "cometchat") == caught_up.until
 
 
-def test_the_scheduler_command_reconciles_until_sigterm(idle_pipeline: Pipeline) -> None:
-    calls = seed(idle_pipeline, "cometchat", 20, first=time.time() - HOUR)
-    path = Path(idle_pipeline.config.origin)
+def reconciled(samples: dict[tuple[str, str], float], outcome: str) -> float:
+    return samples.get(("cometchat", outcome), 0.0)
+
+
+def reconcile_samples(text: str) -> dict[tuple[str, str], float]:
+    """`callhook_reconcile_calls_total` by (source, outcome), from Prometheus text."""
+    return {
+        (sample.labels["source"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "callhook_reconcile_calls_total"
+    }
+
+
+def scheduler_config(pipeline: Pipeline) -> Path:
+    path = Path(pipeline.config.origin)
     config = path.with_name("scheduler.toml")
     config.write_text(path.read_text() + "\n[reconcile]\ninterval_s = 1\nlookback_s = 7200\n")
+    return config
+
+
+def test_the_scheduler_command_reconciles_until_sigterm(idle_pipeline: Pipeline) -> None:
+    calls = seed(idle_pipeline, "cometchat", 20, first=time.time() - HOUR)
+    config = scheduler_config(idle_pipeline)
+    metrics_port = free_port()
+    command = [sys.executable, "-m", "callhook", "scheduler", "--config", str(config)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "callhook", "scheduler", "--config", str(config)],
+        [*command, "--metrics-port", str(metrics_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -259,6 +286,8 @@ def test_the_scheduler_command_reconciles_until_sigterm(idle_pipeline: Pipeline)
             assert time.monotonic() < deadline, "the scheduler did not feed the calls"
             assert process.poll() is None, process.communicate()[0].decode()
             time.sleep(0.05)
+        wait_until_answers("127.0.0.1", metrics_port)
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=10)[0].decode()
     finally:
@@ -268,3 +297,31 @@ def test_the_scheduler_command_reconciles_until_sigterm(idle_pipeline: Pipeline)
     assert process.returncode == 0, output
     assert "reconcile scheduler: every 1s over the last 7200s" in output
     assert recorded_end(idle_pipeline, "cometchat") is not None
+    samples = reconcile_samples(scraped)
+    assert reconciled(samples, "seen") >= 20, scraped
+    assert reconciled(samples, "new") == 20, scraped
+
+
+def test_under_up_the_scheduler_writes_its_metrics_with_the_workers(
+    idle_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """`callhook up` starts the scheduler as here: its samples go to the workers' metrics
+    directory, which up serves merged."""
+    calls = seed(idle_pipeline, "cometchat", 5, first=time.time() - HOUR)
+    config = load_config(scheduler_config(idle_pipeline))
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    process = start_scheduler(config, metrics_dir=str(directory))
+    try:
+        deadline = time.monotonic() + 20
+        while fed_ids(idle_pipeline) != {c.call_id for c in calls}:
+            assert time.monotonic() < deadline, "the scheduler did not feed the calls"
+            assert process.poll() is None
+            time.sleep(0.05)
+        samples = reconcile_samples(generate_latest(registry).decode())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    assert reconciled(samples, "new") == 5, samples
