@@ -12,6 +12,18 @@ commands, so after a SIGKILL a message could wait many minutes. Callhook:
 
 So a message held by a SIGKILLed worker is redelivered within about 35 s while any other
 worker runs (docs/operations.md).
+
+Delayed messages (retries waiting in a `.DQ` queue) need one more thing. A worker fetches
+them into an in-memory delay queue, and when Redis goes away Dramatiq's consumer thread
+drops that queue (or, when the failure hits its re-enqueue, dies) while the messages stay
+in this live worker's ack set, where no heartbeat timeout ever frees them: retries that
+were waiting during a Redis outage would never run until the worker restarts. Callhook:
+
+* gives those messages back each time a delay-queue consumer (re)starts (`consume`): the
+  consumer thread is the only holder of its delay queue's messages, and it restarts only
+  with its in-memory queue empty;
+* raises `RedisUnavailable`, which Dramatiq's consumer threads take as a connection error,
+  when an enqueue finds Redis away, so the thread restarts instead of dying.
 """
 
 from __future__ import annotations
@@ -20,13 +32,25 @@ import threading
 import time
 from typing import Any
 
+import dramatiq
+import redis.exceptions
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import AsyncIO, CurrentMessage, ShutdownNotifications
 
 HEARTBEAT_TIMEOUT_MS = 30_000
 HEARTBEAT_INTERVAL_S = 5.0
 #: dead-lettered messages in Dramatiq's own XQ (only reached by bugs) are kept 7 days
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
+#: message ids per requeue script call (Lua's unpack has a limit)
+_REQUEUE_BATCH = 500
+
+
+class RedisUnavailable(ConnectionClosed, redis.exceptions.ConnectionError):
+    """Redis is unreachable: a connection error to Dramatiq and to redis-py's callers alike."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)  # type: ignore[no-untyped-call]
 
 
 class CallhookBroker(RedisBroker):
@@ -42,6 +66,30 @@ class CallhookBroker(RedisBroker):
         )
         self._housekeeping_stop = threading.Event()
         self._housekeeping_thread: threading.Thread | None = None
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        if queue_name.endswith(".DQ"):
+            self._requeue_held(queue_name)
+        return super().consume(queue_name, prefetch, timeout)
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        try:
+            return super().enqueue(message, delay=delay)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RedisUnavailable(f"enqueue failed: {type(exc).__name__}: {exc}") from exc
+
+    def _requeue_held(self, queue_name: str) -> None:
+        """Give back to `queue_name` every message this process fetched from it and has
+        not acknowledged (see the module docstring for why that is safe for delay queues)."""
+        key = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        try:
+            held = [
+                m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(key)
+            ]
+            for start in range(0, len(held), _REQUEUE_BATCH):
+                self.do_requeue(queue_name, *held[start : start + _REQUEUE_BATCH])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RedisUnavailable(f"requeue failed: {type(exc).__name__}: {exc}") from exc
 
     def start_housekeeping(self) -> None:
         """Heart-beat and run maintenance on every declared queue from a daemon thread,
