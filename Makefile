@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test chaos check lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -17,7 +17,11 @@ run: $(STAMP)
 	$(BIN)/callhook up
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not chaos"
+
+# real processes broken on purpose (tests/chaos); figures in var/chaos/results.jsonl
+chaos: $(STAMP)
+	$(BIN)/pytest -q -m chaos tests/chaos
 
 check: lint typecheck
 

@@ -84,11 +84,16 @@ class Sender:
         self.deadline = time.monotonic() + deadline_s
         self.report = SendReport()
         self.started_calls = 0
+        #: monotonic time the last delivery got its final answer
+        self.finished_at = 0.0
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def start(self) -> Sender:
         self._thread.start()
         return self
+
+    def done(self) -> bool:
+        return self.finished_at > 0
 
     def join(self, timeout: float) -> SendReport:
         self._thread.join(timeout)
@@ -110,6 +115,7 @@ class Sender:
                 call = self._call(sources[index % len(sources)])
                 tasks.append(asyncio.create_task(self._post_call(client, call, gate)))
             await asyncio.gather(*tasks)
+        self.finished_at = time.monotonic()
 
     def _call(self, source: str) -> list[Sent]:
         settings = self.config.sources[source]

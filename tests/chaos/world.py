@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 import redis
 
-from bench.processes import Child, python_command, running, spawn, stop, wait_for_port
+from bench.processes import Child, python_command, running, spawn, stop, tree, wait_for_port
 from callhook.config import Config, load_config
 from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, dlq_entries_key, messages_key
 from callhook.sandbox import Sandbox, prepare
@@ -92,16 +92,25 @@ class World:
         return self.workers[name]
 
     def signal_group(self, child: Child, signum: signal.Signals, wait_s: float = 45.0) -> float:
-        """Send `signum` to the child's whole process group; the seconds it took to exit."""
+        """Send `signum` to the child's process group (`callhook worker` passes it on to its
+        Dramatiq processes once); the seconds it took to exit."""
         started = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
         child.process.wait(timeout=wait_s)
         return time.monotonic() - started
 
+    def kill_tree(self, child: Child) -> None:
+        """SIGKILL the child and every process under it (Dramatiq's run in sessions of
+        their own, out of reach of a group signal), as a machine losing them would."""
+        _kill(tree(child.pid))
+        child.process.wait(timeout=10)
+
     def stop_all(self) -> None:
         for child in [*self.workers.values(), *([self.ingress] if self.ingress else [])]:
+            below = tree(child.pid)
             stop(child)
+            _kill(below)  # whatever outlived a graceful stop
 
     def redis_down(self) -> None:
         """SIGKILL redis-server: what it acknowledged is in its AOF (appendfsync always)."""
@@ -315,6 +324,15 @@ def running_world(
         stack.callback(world.redis.close)
         stack.callback(world.stop_all)
         yield world
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)  # zombies of other parents linger until reaped; bounded
 
 
 async def _admin(dsn: str, statement: str) -> None:
