@@ -3,9 +3,13 @@ ISO strings with or without zone. Each returns None for what it cannot read."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+#: the last second `datetime` can show (9999-12-31T23:59:59Z): later "times" are garbage
+MAX_TIMESTAMP = 253402300799.0
 
 
 def dig(obj: Any, *path: str) -> Any:
@@ -71,21 +75,28 @@ def iso_utc(value: Any) -> str | None:
 
 
 def timestamp(value: Any) -> float | None:
-    """Unix seconds from unix seconds/milliseconds or an ISO string; else None."""
+    """Unix seconds from unix seconds/milliseconds or an ISO string; else None.
+
+    Only moments after 1970 and up to the year 9999 count: NaN, infinities and numbers
+    past `datetime`'s range are not times, and would break whatever formats them later.
+    """
     seconds = number(value)
     if seconds is not None:
-        if seconds <= 0:
+        if not math.isfinite(seconds):
             return None
-        return seconds / 1000.0 if seconds > 100_000_000_000 else seconds
-    if isinstance(value, str):
+        if seconds > 100_000_000_000:
+            seconds /= 1000.0
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             return None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    return None
+        seconds = parsed.timestamp()
+    else:
+        return None
+    return seconds if 0 < seconds <= MAX_TIMESTAMP else None
 
 
 def hms_seconds(value: Any) -> float | None:
