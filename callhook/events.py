@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
+from callhook.errors import BadPayload
+
+#: deepest nesting a delivery's JSON may have. Real payloads nest under ten levels; the
+#: bound keeps every later encoding of the payload (queue messages, records, sink bodies)
+#: well inside orjson's limit of 254 levels, which would otherwise fail after the accept.
+MAX_PAYLOAD_DEPTH = 64
+
 
 class EventType(StrEnum):
     """The normalised event types every vendor event maps to (SPEC section 4)."""
@@ -30,6 +39,34 @@ class Delivery:
 
     body: bytes
     headers: Mapping[str, str]
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object; `BadPayload` when it is not JSON, not an object, or
+        nests deeper than `MAX_PAYLOAD_DEPTH`."""
+        try:
+            payload = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            raise BadPayload("body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise BadPayload("body is not a JSON object")
+        if _depth_exceeds(payload, MAX_PAYLOAD_DEPTH):
+            raise BadPayload(f"body nests deeper than {MAX_PAYLOAD_DEPTH} levels")
+        return payload
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` deep in `value` (iteratively: no recursion
+    on hostile input; stops at the first container past the limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if isinstance(current, dict) else current
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass(frozen=True, slots=True)

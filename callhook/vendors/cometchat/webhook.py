@@ -14,8 +14,6 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from callhook.errors import AuthenticationFailed, BadPayload
 from callhook.events import Delivery, Event
 from callhook.lenient import dig, iso_utc, text
@@ -81,12 +79,7 @@ def parse(delivery: Delivery) -> Event:
     Triggers Callhook does not act on (chat messages, users, groups...) become an Event
     with `type=None` and no call id: accepted and dropped.
     """
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise BadPayload("body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise BadPayload("body is not a JSON object")
+    payload = delivery.json_object()
     trigger = text(payload.get("trigger"))
     if trigger is None:
         raise BadPayload("no trigger")

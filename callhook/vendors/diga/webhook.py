@@ -11,8 +11,6 @@ from __future__ import annotations
 import hmac
 import re
 
-import orjson
-
 from callhook.errors import AuthenticationFailed, BadPayload
 from callhook.events import Delivery, Event
 from callhook.lenient import iso_utc, text
@@ -50,12 +48,7 @@ def parse(delivery: Delivery) -> Event:
     not a UUID cannot name a call in Diga's API (a workflow template that did not render,
     say): the event is kept, from its payload alone, but not fetched.
     """
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise BadPayload("body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise BadPayload("body is not a JSON object")
+    payload = delivery.json_object()
     call_id = text(payload.get("call_id"))
     if call_id is None:
         raise BadPayload("no call_id")

@@ -11,8 +11,6 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from callhook.errors import AuthenticationFailed, BadPayload
 from callhook.events import Delivery, Event
 from callhook.lenient import iso_utc, text
@@ -60,12 +58,7 @@ def parse(delivery: Delivery) -> Event:
     Events Callhook does not act on (`message.*`, `contact.*`, `task.*`, other call events)
     become an Event with `type=None` and no call id: accepted and dropped.
     """
-    try:
-        payload = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise BadPayload("body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise BadPayload("body is not a JSON object")
+    payload = delivery.json_object()
     vendor_type = text(payload.get("type"))
     if vendor_type is None:
         raise BadPayload("no event type")
