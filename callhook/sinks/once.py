@@ -7,10 +7,14 @@
 A retry, a replay from the dead-letter queue or a second worker racing on the same
 identity finds the mark (or waits for the lock holder) and sends nothing.
 
-The remaining window is at-least-once, not exactly-once: if the process dies, or Redis
-becomes unreachable, after the remote accepted the send but before the mark is written,
-the next attempt sends again. Receivers that must never see a duplicate dedupe on the
-identity we send them (the http sink's `webhook-id`).
+Once the remote has accepted, the mark is written by a task of its own that keeps trying
+through a Redis outage (up to MARK_PATIENCE_S) and that the attempt's own timeout does not
+cancel: an outage between the send and the mark delays the mark, it does not resend.
+
+The remaining window is at-least-once, not exactly-once: if the process dies after the
+remote accepted the send but before the mark is written, the next attempt sends again.
+Receivers that must never see a duplicate dedupe on the identity we send them (the http
+sink's `webhook-id`); Slack offers no such key.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ log = logging.getLogger("callhook.sinks.once")
 
 #: how long a "sent" mark is kept: longer than any retry budget or dead-letter replay
 KEEP_S = 30 * 24 * 3600
+#: how long a sent identity's mark is retried through a Redis outage
+MARK_PATIENCE_S = 600.0
 
 # Delete the lock only if it is still ours: after a lock expired and another worker took
 # it, a late release must not free the other worker's lock.
@@ -66,6 +72,8 @@ class Once:
         self._wait_s = wait_s
         self._keep_s = keep_s
         self._target = target
+        #: marks still being written (held so the tasks are not garbage-collected)
+        self._marking: set[asyncio.Task[None]] = set()
 
     def sent_key(self, identity: str) -> str:
         return f"{self._prefix}:sent:{identity}"
@@ -95,20 +103,49 @@ class Once:
             return False
         try:
             # the previous holder may have finished between our check and our lock
-            if await self._redis.exists(sent_key):
-                return False
-            await send()
+            already = await self._redis.exists(sent_key)
+            if not already:
+                await send()
+        except BaseException:
+            await self._release(lock_key, token)
+            raise
+        if already:
+            await self._release(lock_key, token)
+            return False
+        # Sent: from here on the mark must land, whatever becomes of this attempt.
+        task = asyncio.ensure_future(self._mark_sent(sent_key, lock_key, token))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+        await asyncio.shield(task)
+        return True
+
+    async def _mark_sent(self, sent_key: str, lock_key: str, token: str) -> None:
+        """Write the sent mark, retrying through a Redis outage; then release the lock."""
+        deadline = time.monotonic() + MARK_PATIENCE_S
+        pause = 0.1
+        while True:
             try:
                 await self._redis.set(sent_key, str(int(time.time())), ex=self._keep_s)
-            except redis.exceptions.RedisError:
-                log.warning(
-                    "%s: sent, but the sent mark could not be written; a retry may send again",
-                    self._target,
-                )
-                raise
-            return True
-        finally:
-            await self._release(lock_key, token)
+                break
+            except redis.exceptions.RedisError as exc:
+                if time.monotonic() > deadline:
+                    log.error(
+                        "%s: sent, but the sent mark could not be written for %.0fs (%s); "
+                        "a retry may send again",
+                        self._target,
+                        MARK_PATIENCE_S,
+                        type(exc).__name__,
+                    )
+                    return
+                if pause == 0.1:
+                    log.warning(
+                        "%s: sent; Redis is unavailable for the sent mark (%s), retrying",
+                        self._target,
+                        type(exc).__name__,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+        await self._release(lock_key, token)
 
     async def _acquire(self, sent_key: str, lock_key: str, token: str) -> bool:
         """Take the lock (True) or learn the identity is already sent (False)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -11,7 +12,7 @@ from redis.backoff import NoBackoff
 
 from callhook.errors import RetryableError
 from callhook.sinks.once import KEEP_S, Once
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 
 
 class Sender:
@@ -159,3 +160,36 @@ async def test_redis_down_is_retryable(redis_namespace: str) -> None:
     finally:
         await unreachable.aclose()
     assert send.sent == 0
+
+
+async def test_redis_lost_between_send_and_mark_delays_the_mark_and_never_resends(
+    tmp_path: Path, redis_namespace: str
+) -> None:
+    server = RedisServer(port=free_port(), directory=tmp_path, appendonly=True)
+    server.start()
+    client = redis.asyncio.Redis.from_url(server.url, socket_connect_timeout=0.2)
+    guard = once(client, redis_namespace)
+    sent = 0
+
+    async def send_then_lose_redis() -> None:
+        nonlocal sent
+        sent += 1  # the remote accepted; now Redis goes away before the mark
+        await asyncio.to_thread(server.stop)
+
+    async def bring_redis_back() -> None:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(server.start)
+
+    try:
+        comeback = asyncio.create_task(bring_redis_back())
+        # the attempt's own timeout (as the deliver actor's) ends it while Redis is away
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await guard.run("quo:AC1:call.completed", send_then_lose_redis)
+        await comeback
+        await asyncio.sleep(1.5)  # Redis is back; the mark lands meanwhile
+        assert await guard.run("quo:AC1:call.completed", send_then_lose_redis) is False
+        assert sent == 1
+    finally:
+        await client.aclose()
+        server.stop()
