@@ -71,7 +71,8 @@ def test_sigkilled_workers_work_is_redelivered(tmp_path: Path, postgres: Postgre
         report = sender.join(timeout=150)
         settled_s = world.wait_settled(timeout=150)
         figures = {
-            **verdict(world, report),
+            # a killed process can have sent to Slack without writing the sent mark yet
+            **verdict(world, report, slack_resends_allowed=held_one + held_all),
             "held_when_one_killed": held_one,
             "redelivery_one_killed_s": round(one_s, 1),
             "held_when_all_killed": held_all,
