@@ -24,7 +24,10 @@ def config_option(command: F) -> F:
         "config_path",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Config file (default: $CALLHOOK_CONFIG, else ./callhook.toml, else built-in).",
+        help=(
+            "Config file (default: $CALLHOOK_CONFIG, else ./callhook.toml, else "
+            "./var/sandbox.toml if `callhook up` wrote one, else built-in defaults)."
+        ),
     )
     @functools.wraps(command)
     def wrapper(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
