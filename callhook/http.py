@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -130,3 +131,26 @@ def json_object(response: httpx.Response, *, target: str) -> dict[str, Any]:
             status_code=response.status_code,
         )
     return body
+
+
+async def get_json_object(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
+    target: str,
+    not_found_is_late: bool,
+) -> dict[str, Any]:
+    """GET a vendor API's JSON object; every failure raised as its `callhook.errors` class
+    (timeouts and unreachable hosts retryable, statuses by `raise_for_upstream`)."""
+    try:
+        response = await http.get(url, params=params, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{target} timed out ({type(exc).__name__})", target=target) from None
+    except httpx.TransportError as exc:
+        raise RetryableError(
+            f"{target} unreachable ({type(exc).__name__})", target=target
+        ) from None
+    raise_for_upstream(response, target=target, not_found_is_late=not_found_is_late)
+    return json_object(response, target=target)

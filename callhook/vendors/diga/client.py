@@ -11,7 +11,7 @@ import httpx
 
 from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import EventType
-from callhook.http import json_object, raise_for_upstream
+from callhook.http import get_json_object
 from callhook.lenient import boolean, text, timestamp
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.diga.config import DigaSource, reveal
@@ -122,18 +122,14 @@ class DigaClient(VendorClient):
     async def _get(
         self, path: str, *, params: Mapping[str, str] | None, not_found_is_late: bool
     ) -> dict[str, Any]:
-        try:
-            response = await self._http.get(self._base + path, params=params, headers=self._headers)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(
-                f"{TARGET} timed out ({type(exc).__name__})", target=TARGET
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{TARGET} unreachable ({type(exc).__name__})", target=TARGET
-            ) from None
-        raise_for_upstream(response, target=TARGET, not_found_is_late=not_found_is_late)
-        return json_object(response, target=TARGET)
+        return await get_json_object(
+            self._http,
+            self._base + path,
+            params=params,
+            headers=self._headers,
+            target=TARGET,
+            not_found_is_late=not_found_is_late,
+        )
 
 
 def _last_id(items: list[Mapping[str, Any]]) -> str | None:

@@ -17,7 +17,7 @@ import httpx
 
 from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import EventType
-from callhook.http import json_object, raise_for_upstream
+from callhook.http import get_json_object
 from callhook.lenient import text
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.openphone.config import OpenPhoneSource
@@ -122,18 +122,14 @@ class OpenPhoneClient(VendorClient):
         self, path: str, *, params: Mapping[str, Any] | None, not_found_is_late: bool
     ) -> dict[str, Any]:
         """GET a JSON object from the API; errors classified as `callhook.errors` says."""
-        try:
-            response = await self._http.get(self._base + path, params=params, headers=self._headers)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(
-                f"{TARGET} timed out ({type(exc).__name__})", target=TARGET
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{TARGET} unreachable ({type(exc).__name__})", target=TARGET
-            ) from None
-        raise_for_upstream(response, target=TARGET, not_found_is_late=not_found_is_late)
-        return json_object(response, target=TARGET)
+        return await get_json_object(
+            self._http,
+            self._base + path,
+            params=params,
+            headers=self._headers,
+            target=TARGET,
+            not_found_is_late=not_found_is_late,
+        )
 
 
 class _Unavailable(Exception):
