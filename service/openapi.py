@@ -90,6 +90,17 @@ def document(source_names: list[str]) -> dict[str, Any]:
                     },
                 }
             },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "this document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "components": {"schemas": {"Answer": _ANSWER}},
     }

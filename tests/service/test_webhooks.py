@@ -225,4 +225,10 @@ def test_health_metrics_openapi(ingress: Ingress) -> None:
     assert 'callhook_queue_depth{queue="callhook.enrich"}' in text
     spec = httpx.get(f"{ingress.url}/openapi.json").json()
     assert spec["openapi"] == "3.1.0"
-    assert set(spec["paths"]) == {"/webhooks/{source}", "/healthz", "/readyz", "/metrics"}
+    assert set(spec["paths"]) == {
+        "/webhooks/{source}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    }
