@@ -21,6 +21,11 @@ from callhook.errors import (
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 USER_AGENT = "Callhook/0.1 (+https://github.com/callhook/callhook)"
+#: the most a vendor API answer may hold (decoded). Real answers are kilobytes; a bigger one
+#: is refused as it streams in, so no answer (or gzip bomb) is ever read into memory whole.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: of an error answer only the start is read: enough for the vendor's error code
+ERROR_BODY_BYTES = 65536
 
 
 def make_client(
@@ -143,14 +148,52 @@ async def get_json_object(
     not_found_is_late: bool,
 ) -> dict[str, Any]:
     """GET a vendor API's JSON object; every failure raised as its `callhook.errors` class
-    (timeouts and unreachable hosts retryable, statuses by `raise_for_upstream`)."""
+    (timeouts, unreachable hosts and corrupt encodings retryable, statuses by
+    `raise_for_upstream`, a 2xx over `MAX_RESPONSE_BYTES` permanent)."""
     try:
-        response = await http.get(url, params=params, headers=headers)
+        async with http.stream("GET", url, params=params, headers=headers) as response:
+            content = await _read_capped(response, target=target)
     except httpx.TimeoutException as exc:
         raise RetryableError(f"{target} timed out ({type(exc).__name__})", target=target) from None
     except httpx.TransportError as exc:
         raise RetryableError(
             f"{target} unreachable ({type(exc).__name__})", target=target
         ) from None
-    raise_for_upstream(response, target=target, not_found_is_late=not_found_is_late)
-    return json_object(response, target=target)
+    except httpx.DecodingError as exc:
+        raise RetryableError(
+            f"{target} answered a body that does not decode ({type(exc).__name__})",
+            target=target,
+            status_code=response.status_code,
+        ) from None
+    # the body as read (already decoded): without the headers that described the transfer
+    kept = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    read = httpx.Response(
+        response.status_code, headers=kept, content=content, request=response.request
+    )
+    raise_for_upstream(read, target=target, not_found_is_late=not_found_is_late)
+    return json_object(read, target=target)
+
+
+async def _read_capped(response: httpx.Response, *, target: str) -> bytes:
+    """The decoded body: a 2xx one up to `MAX_RESPONSE_BYTES` (over it, `PermanentError`:
+    the same request would bring the same answer), an error one cut at `ERROR_BODY_BYTES`."""
+    ok = 200 <= response.status_code < 300
+    declared = response.headers.get("content-length", "")
+    too_big = f"{target} answered more than {MAX_RESPONSE_BYTES} bytes"
+    plain = "content-encoding" not in response.headers
+    if ok and plain and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise PermanentError(too_big, target=target, status_code=response.status_code)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if not ok and size >= ERROR_BODY_BYTES:
+            break
+        if size > MAX_RESPONSE_BYTES:
+            raise PermanentError(too_big, target=target, status_code=response.status_code)
+    return b"".join(chunks)
