@@ -132,7 +132,7 @@ def _total_pages(body: Mapping[str, Any], page: int, count: int) -> int:
         body.get("meta", {}).get("pagination") if isinstance(body.get("meta"), dict) else None
     )
     total = number(pagination.get("total_pages")) if isinstance(pagination, dict) else None
-    if total is not None:
+    if total is not None and math.isfinite(total):
         return int(total)
     return page + 1 if count >= PAGE_SIZE else page
 
