@@ -21,7 +21,7 @@ from callhook.vendors.base import Fetched, SimulatedCall, VendorSimulatorState
 from callhook.vendors.diga import Diga, DigaClient
 from callhook.vendors.diga.simulate import iso, simulated_call
 from callhook.vendors.simulator import register
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread
 from tests.vendors.diga.conftest import API_KEY, CONFIG, api_fixture, configured
 
 NOW = 1741945000.0
@@ -172,33 +172,6 @@ async def test_rate_limited(
         await client.fetch(call.call_id, EventType.MISSED)
     assert (raised.value.status_code, raised.value.retry_after) == (429, expected)
     assert await client.fetch(call.call_id, EventType.MISSED) == Fetched(call=call.call)
-
-
-async def test_server_error_is_retryable(
-    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.server_errors = 1
-    with pytest.raises(RetryableError) as raised:
-        await client_for(api_server, http).fetch(call.call_id, EventType.COMPLETED)
-    assert type(raised.value) is RetryableError
-    assert raised.value.status_code == 500
-
-
-async def test_slow_answer_past_the_timeout_is_retryable(
-    api_server: ServerThread, api_state: VendorSimulatorState
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.latency_s = 0.3
-    async with make_client(timeout=httpx.Timeout(0.05)) as impatient:
-        with pytest.raises(RetryableError, match="timed out"):
-            await client_for(api_server, impatient).fetch(call.call_id, EventType.COMPLETED)
-
-
-async def test_nothing_listening_is_retryable(http: httpx.AsyncClient) -> None:
-    client = DigaClient(configured(api_base_url=f"http://127.0.0.1:{free_port()}"), http)
-    with pytest.raises(RetryableError, match="unreachable"):
-        await client.fetch(UNKNOWN_ID, EventType.COMPLETED)
 
 
 def canned(call_body: bytes, messages: Callable[[Request], Response] | None = None) -> Starlette:

@@ -20,7 +20,7 @@ from callhook.vendors.base import Fetched, SimulatedCall, VendorSimulatorState
 from callhook.vendors.openphone import OpenPhoneClient
 from callhook.vendors.openphone.simulate import Scenario, simulated_call, simulator_app
 from callhook.vendors.simulator import register
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread
 from tests.vendors.openphone.conftest import API_KEY, configured
 
 NOW = 1776092700.0
@@ -268,33 +268,6 @@ async def test_optional_recordings_refused_are_noted(
     assert (got.call, got.extras) == ({"id": "AC1", "status": "completed"}, {})
     assert got.notes["recordings"].startswith(note)
     assert f"HTTP {status} (0900{status})" in got.notes["recordings"]
-
-
-async def test_server_error_is_retryable(
-    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.server_errors = 1
-    with pytest.raises(RetryableError) as raised:
-        await client_for(api_server, http).fetch(call.call_id, EventType.COMPLETED)
-    assert type(raised.value) is RetryableError
-    assert raised.value.status_code == 500
-
-
-async def test_slow_answer_past_the_timeout_is_retryable(
-    api_server: ServerThread, api_state: VendorSimulatorState
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.latency_s = 0.3
-    async with make_client(timeout=httpx.Timeout(0.05)) as impatient:
-        with pytest.raises(RetryableError, match="timed out"):
-            await client_for(api_server, impatient).fetch(call.call_id, EventType.COMPLETED)
-
-
-async def test_nothing_listening_is_retryable(http: httpx.AsyncClient) -> None:
-    client = OpenPhoneClient(configured(api_base_url=f"http://127.0.0.1:{free_port()}"), http)
-    with pytest.raises(RetryableError, match="unreachable"):
-        await client.fetch("AC1", EventType.COMPLETED)
 
 
 def _canned(routes: Mapping[str, tuple[bytes, str]]) -> Starlette:
