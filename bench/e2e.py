@@ -51,7 +51,7 @@ from bench.processes import (
 )
 from bench.pyspy import profiled
 from callhook.config import Config, load_config
-from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, dlq_entries_key, messages_key
+from callhook.queues import QUEUES, STAGES, dlq_entries_key, messages_key
 from callhook.sinks.s3_recordings import key_segment
 from callhook.vendors import VENDORS
 
@@ -99,7 +99,7 @@ class World:
 
     def queued(self) -> int:
         """Messages not acknowledged yet, delayed retries included."""
-        queues = [q + suffix for q in (ENRICH_QUEUE, DELIVER_QUEUE) for suffix in ("", ".DQ")]
+        queues = [q + suffix for q in QUEUES for suffix in ("", ".DQ")]
         return sum(int(self.redis.hlen(messages_key(self.namespace, q))) for q in queues)
 
     def wait_drained(self, timeout_s: float = DRAIN_LIMIT_S) -> None:
@@ -133,10 +133,7 @@ class World:
         return found
 
     def dead_letters(self) -> int:
-        return sum(
-            int(self.redis.hlen(dlq_entries_key(self.namespace, queue)))
-            for queue in (ENRICH_QUEUE, DELIVER_QUEUE)
-        )
+        return sum(int(self.redis.hlen(dlq_entries_key(self.namespace, queue))) for queue in STAGES)
 
 
 def last_write(by_sink: dict[str, dict[str, float]], call: loadgen.Call) -> float | None:

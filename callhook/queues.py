@@ -21,14 +21,30 @@ from typing import Any
 
 import orjson
 
-# Reconcile has no queue of its own: the scheduler runs one reconcile at a time under a
-# fleet-wide lock and feeds the calls it finds to the enrich queue, as ingress does.
+# Two stages, each a queue and an actor of the same name. Reconcile has no queue of its
+# own: the scheduler runs one reconcile at a time under a fleet-wide lock and feeds the
+# calls it finds to the enrich queue, as ingress does.
 ENRICH_QUEUE = "callhook.enrich"
 DELIVER_QUEUE = "callhook.deliver"
-QUEUES = (ENRICH_QUEUE, DELIVER_QUEUE)
+STAGES = (ENRICH_QUEUE, DELIVER_QUEUE)
 
-ENRICH_ACTOR = "callhook.enrich"
-DELIVER_ACTOR = "callhook.deliver"
+ENRICH_ACTOR = ENRICH_QUEUE
+DELIVER_ACTOR = DELIVER_QUEUE
+
+
+def retry_queue(stage: str) -> str:
+    """The queue (and actor) of a stage's retries.
+
+    Work that failed once waits out its backoff and then runs from here, at a lower
+    priority than first attempts: a vendor or a sink that is down fills only this queue, and
+    a worker always takes the first attempts waiting for the healthy ones before it."""
+    return f"{stage}.retry"
+
+
+ENRICH_RETRY_QUEUE = retry_queue(ENRICH_QUEUE)
+DELIVER_RETRY_QUEUE = retry_queue(DELIVER_QUEUE)
+#: every queue workers consume; dead letters are kept per stage (`STAGES`)
+QUEUES = (ENRICH_QUEUE, ENRICH_RETRY_QUEUE, DELIVER_QUEUE, DELIVER_RETRY_QUEUE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callhook import metrics
-from callhook.queues import QUEUES, dlq_index_key, queue_key
+from callhook.queues import QUEUES, STAGES, dlq_index_key, queue_key
 from service.state import AppState
 
 log = logging.getLogger("callhook.ingress")
@@ -42,11 +42,13 @@ async def metrics_endpoint(request: Request) -> Response:
             async with state.redis.pipeline(transaction=False) as pipe:
                 for queue in QUEUES:
                     pipe.llen(queue_key(namespace, queue))
-                    pipe.zcard(dlq_index_key(namespace, queue))
+                for stage in STAGES:
+                    pipe.zcard(dlq_index_key(namespace, stage))
                 counts = await pipe.execute()
-        for index, queue in enumerate(QUEUES):
-            metrics.queue_depth.labels(queue).set(counts[2 * index])
-            metrics.dead_letters.labels(queue).set(counts[2 * index + 1])
+        for queue, depth in zip(QUEUES, counts[: len(QUEUES)], strict=True):
+            metrics.queue_depth.labels(queue).set(depth)
+        for stage, dead in zip(STAGES, counts[len(QUEUES) :], strict=True):
+            metrics.dead_letters.labels(stage).set(dead)
     except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
         log.warning("metrics: could not read queue depths from redis: %s", type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

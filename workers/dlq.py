@@ -16,7 +16,7 @@ import orjson
 import redis.asyncio
 
 from callhook.queues import (
-    QUEUES,
+    STAGES,
     dlq_entries_key,
     dlq_index_key,
     encode_message,
@@ -96,7 +96,7 @@ class DeadLetters:
     async def list(self, *, sink: str | None = None) -> list[DeadLetter]:
         """All entries, oldest first, optionally only one sink's."""
         entries: list[DeadLetter] = []
-        for queue in QUEUES:
+        for queue in STAGES:
             ids = cast(
                 list[bytes], await self.client.zrange(dlq_index_key(self.namespace, queue), 0, -1)
             )
@@ -113,7 +113,7 @@ class DeadLetters:
     async def count(self) -> dict[str, int]:
         return {
             queue: int(await self.client.zcard(dlq_index_key(self.namespace, queue)))
-            for queue in QUEUES
+            for queue in STAGES
         }
 
     async def replay(self, entries: Sequence[DeadLetter]) -> int:

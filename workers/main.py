@@ -18,12 +18,7 @@ from dramatiq.middleware import Middleware
 
 from callhook.config import Config
 from callhook.errors import ConfigError
-from callhook.queues import (
-    DELIVER_ACTOR,
-    DELIVER_QUEUE,
-    ENRICH_ACTOR,
-    ENRICH_QUEUE,
-)
+from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, retry_queue
 from workers import runtime as runtime_module
 from workers.actors.deliver import deliver
 from workers.actors.enrich import enrich
@@ -37,12 +32,13 @@ log = logging.getLogger("callhook.workers")
 REDIS_OUTAGE_RETRY_S = 5.0
 #: a worker process's exit status when a sink is misconfigured (as for a bad config file)
 SINK_CONFIG_EXIT = 2
+#: Dramatiq runs the lowest number first among the messages a worker process holds
+FIRST_ATTEMPT_PRIORITY = 0
+RETRY_PRIORITY = 100
 
 
-def guarded(
-    queue: str, actor_name: str, body: Callable[..., Awaitable[None]]
-) -> Callable[..., Awaitable[None]]:
-    """Wrap an actor so nothing it was given can be lost.
+def guarded(stage: str, body: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap a stage's actor (first attempts or retries) so nothing it was given can be lost.
 
     Without Dramatiq's Retries middleware an exception would get the message acked. Here a
     Redis outage mid-run re-enqueues the same work for later, and any other exception (a bug)
@@ -60,7 +56,7 @@ def guarded(
                 type(exc).__name__,
                 extra={"source": kwargs.get("source"), "call_id": kwargs.get("call_id")},
             )
-            await retry_later(rt.broker, queue, actor_name, kwargs, REDIS_OUTAGE_RETRY_S)
+            await retry_later(rt.broker, stage, kwargs, REDIS_OUTAGE_RETRY_S)
         except Exception as exc:
             log.exception(
                 "unexpected error; dead-lettering the work",
@@ -70,8 +66,8 @@ def guarded(
             while True:
                 try:
                     await rt.dead_letters.add(
-                        queue=queue,
-                        actor=actor_name,
+                        queue=stage,
+                        actor=stage,
                         kwargs=kwargs,
                         reason=reason,
                         attempts=int(kwargs.get("attempt", 0)) + 1,
@@ -119,17 +115,19 @@ def build_broker(config: Config, tuning: WorkerTuning | None = None) -> Callhook
     broker = CallhookBroker(url=config.redis.url, namespace=config.redis.namespace)
     # after AsyncIO: its after_worker_shutdown must run once ours has closed the clients
     broker.add_middleware(RuntimeLifecycle())
-    for queue, name, body in (
-        (ENRICH_QUEUE, ENRICH_ACTOR, enrich),
-        (DELIVER_QUEUE, DELIVER_ACTOR, deliver),
-    ):
-        dramatiq.Actor(
-            guarded(queue, name, body),  # type: ignore[arg-type]
-            broker=broker,
-            actor_name=name,
-            queue_name=queue,
-            priority=0,
-            options={"max_retries": 0},
-        )
+    # Each stage is two actors on one body: first attempts, and retries behind them.
+    for stage, body in ((ENRICH_QUEUE, enrich), (DELIVER_QUEUE, deliver)):
+        for name, priority in (
+            (stage, FIRST_ATTEMPT_PRIORITY),
+            (retry_queue(stage), RETRY_PRIORITY),
+        ):
+            dramatiq.Actor(
+                guarded(stage, body),  # type: ignore[arg-type]
+                broker=broker,
+                actor_name=name,
+                queue_name=name,
+                priority=priority,
+                options={"max_retries": 0},
+            )
     runtime_module.configure(config, broker, tuning)
     return broker

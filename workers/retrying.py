@@ -2,9 +2,9 @@
 
 Callhook does not use Dramatiq's Retries middleware: when its delayed re-enqueue fails
 (Redis away), it logs and lets the message be acked, losing it (Bogdanp/dramatiq#545).
-Actors instead re-enqueue a retry themselves with `retry_later`, which keeps trying until
-Redis takes it. Until then the original message is not acked, so a worker killed meanwhile
-leaves it to be redelivered.
+Actors instead re-enqueue a retry themselves with `retry_later`, on the stage's retry queue
+(callhook/queues.py `retry_queue`), and keep trying until Redis takes it. Until then the
+original message is not acked, so a worker killed meanwhile leaves it to be redelivered.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import redis.exceptions
 
 from callhook.config import RetriesConfig
 from callhook.http import backoff_s
+from callhook.queues import retry_queue
 
 log = logging.getLogger("callhook.workers")
 
@@ -73,11 +74,13 @@ def policies_from_config(retries: RetriesConfig) -> RetryPolicies:
 
 
 async def retry_later(
-    broker: dramatiq.Broker, queue: str, actor: str, kwargs: dict[str, Any], delay_s: float
+    broker: dramatiq.Broker, stage: str, kwargs: dict[str, Any], delay_s: float
 ) -> None:
-    """Enqueue a delayed retry; on a Redis outage, keep trying until it is taken."""
+    """Enqueue a delayed retry of `stage`'s work on its retry queue; on a Redis outage,
+    keep trying until it is taken."""
+    queue = retry_queue(stage)
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=queue, actor_name=actor, args=(), kwargs=kwargs, options={}
+        queue_name=queue, actor_name=queue, args=(), kwargs=kwargs, options={}
     )
     pause = 0.5
     while True:

@@ -23,7 +23,8 @@ import redis
 
 from bench.processes import Child, python_command, running, spawn, stop, tree, wait_for_port
 from callhook.config import Config, load_config
-from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, dlq_entries_key, messages_key
+from callhook.queues import QUEUES as WORK_QUEUES
+from callhook.queues import STAGES, dlq_entries_key, messages_key
 from callhook.sandbox import Sandbox, prepare
 from callhook.vendors.base import VendorSimulatorState
 from tests.chaos.apps import LoopThread, Outage, Partition, Timed
@@ -45,7 +46,7 @@ RETRIES = {
     "not_ready": {"max_attempts": 6, "base_s": 1.0, "cap_s": 4.0},
     "sink_transient": {"max_attempts": 30, "base_s": 0.5, "cap_s": 5.0},
 }
-QUEUES = tuple(q + suffix for q in (ENRICH_QUEUE, DELIVER_QUEUE) for suffix in ("", ".DQ"))
+QUEUES = tuple(q + suffix for q in WORK_QUEUES for suffix in ("", ".DQ"))
 
 
 @dataclass
@@ -137,13 +138,8 @@ class World:
         return {q: int(self.redis.hlen(messages_key(NAMESPACE, q))) for q in QUEUES}
 
     def dead_letters(self) -> int:
-        entries = sum(
-            int(self.redis.hlen(dlq_entries_key(NAMESPACE, q)))
-            for q in (ENRICH_QUEUE, DELIVER_QUEUE)
-        )
-        dramatiq_own = sum(
-            int(self.redis.zcard(f"{NAMESPACE}:{q}.XQ")) for q in (ENRICH_QUEUE, DELIVER_QUEUE)
-        )
+        entries = sum(int(self.redis.hlen(dlq_entries_key(NAMESPACE, q))) for q in STAGES)
+        dramatiq_own = sum(int(self.redis.zcard(f"{NAMESPACE}:{q}.XQ")) for q in WORK_QUEUES)
         return entries + dramatiq_own
 
     def broker_ids(self) -> set[str]:

@@ -17,7 +17,7 @@ import redis
 
 from callhook.config import parse_config
 from callhook.http import MAX_RESPONSE_BYTES
-from callhook.queues import ENRICH_ACTOR, ENRICH_QUEUE, queue_key
+from callhook.queues import ENRICH_QUEUE, ENRICH_RETRY_QUEUE, queue_key
 from callhook.vendors import VENDORS
 from tests.fuzz.conftest import SOURCES
 from tests.fuzz.vendor_answers import AnswerBox, Canned, canned_app
@@ -91,7 +91,7 @@ def enrich_kwargs(config: Any, source: str) -> dict[str, Any]:
 
 async def run_enrich(kwargs: dict[str, Any]) -> None:
     try:
-        await guarded(ENRICH_QUEUE, ENRICH_ACTOR, enrich)(**kwargs)
+        await guarded(ENRICH_QUEUE, enrich)(**kwargs)
     finally:
         await runtime_module.shutdown()
 
@@ -124,7 +124,7 @@ def test_enrich_ends_in_a_retry_or_a_dead_letter_with_a_reason(
     finally:
         broker.close()
     namespace = redis_namespace
-    retries = redis_sync.llen(queue_key(namespace, f"{ENRICH_QUEUE}.DQ"))
+    retries = redis_sync.llen(queue_key(namespace, f"{ENRICH_RETRY_QUEUE}.DQ"))
     entries = redis_sync.hvals(f"{namespace}:dlq:{ENRICH_QUEUE}:entries")
     reasons = [orjson.loads(entry)["reason"] for entry in entries]
     assert "unexpected error" not in caplog.text, case

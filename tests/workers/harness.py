@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from callhook.config import Config, load_config
-from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, queue_key
+from callhook.queues import QUEUES, queue_key
 from callhook.sandbox import Sandbox, prepare
 from callhook.vendors import VENDORS
 from callhook.vendors.base import SimulatedCall, VendorSimulatorState
@@ -79,9 +79,7 @@ class Pipeline:
 
     def queues_empty(self) -> bool:
         ns = self.config.redis.namespace
-        return all(
-            self.redis.llen(queue_key(ns, queue)) == 0 for queue in (ENRICH_QUEUE, DELIVER_QUEUE)
-        )
+        return all(self.redis.llen(queue_key(ns, queue)) == 0 for queue in QUEUES)
 
     def stored_record(self, source: str, call_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(f"{self.config.redis.namespace}:call:{source}:{call_id}")

@@ -2,7 +2,8 @@
 
 Takes keys, not records: the record is read from the store when the delivery runs, so a
 retry or replay always writes the newest state. One message per sink, so one failing sink
-never delays or repeats another.
+never repeats another; its retries run from `callhook.deliver.retry`, behind every first
+attempt, so it does not hold the others back either.
 """
 
 from __future__ import annotations
@@ -109,9 +110,7 @@ async def retry_or_dead_letter(
     delay = rt.policies.sink_transient.delay_s(attempt, retry_after)
     metrics.sink_deliveries_total.labels(kwargs["sink"], "retry").inc()
     log.warning("retrying in %.1fs: %s", delay, reason, extra={**context, "attempt": attempt})
-    await retry_later(
-        rt.broker, DELIVER_QUEUE, DELIVER_ACTOR, {**kwargs, "attempt": attempt + 1}, delay
-    )
+    await retry_later(rt.broker, DELIVER_QUEUE, {**kwargs, "attempt": attempt + 1}, delay)
 
 
 async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str) -> None:

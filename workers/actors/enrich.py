@@ -179,9 +179,8 @@ async def retry(
     log.info(
         "retrying in %.1fs: %s", delay_s, reason, extra={**context, "attempt": kwargs["attempt"]}
     )
-    await retry_later(
-        rt.broker, ENRICH_QUEUE, ENRICH_ACTOR, {**kwargs, "attempt": kwargs["attempt"] + 1}, delay_s
-    )
+    retried = {**kwargs, "attempt": kwargs["attempt"] + 1}
+    await retry_later(rt.broker, ENRICH_QUEUE, retried, delay_s)
 
 
 async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str, vendor_label: str) -> None:
