@@ -32,12 +32,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy callhook service workers tests
 
-bench: $(STAMP)
+# both benchmarks, one after the other; each prints its figures
+bench: bench-ingress bench-e2e
+
+bench-ingress: $(STAMP)
 	$(BIN)/python -m bench.ingress
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: bench-e2e
+.PHONY: bench-ingress bench-e2e
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e
