@@ -12,7 +12,6 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -22,9 +21,11 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from callhook.errors import ConfigError
+from callhook.redaction import redact_url, redact_urls
 from callhook.sinks import SINKS
 from callhook.sinks.base import SinkConfig
 from callhook.vendors import VENDORS
@@ -104,6 +105,17 @@ class Config(_Section):
     sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()
     #: where the config came from, for messages ("built-in defaults" when no file)
     origin: str = "built-in defaults"
+
+    @model_validator(mode="after")
+    def _replays_cannot_outlive_dedupe(self) -> Config:
+        # A signed delivery replayed after its dedupe mark expired would be accepted again.
+        if self.ingress.timestamp_tolerance_s >= self.redis.dedupe_ttl_s:
+            raise ValueError(
+                f"ingress.timestamp_tolerance_s: must be below redis.dedupe_ttl_s "
+                f"({self.redis.dedupe_ttl_s}), so a replayed delivery never outlives its "
+                "dedupe mark"
+            )
+        return self
 
 
 def resolve_path(
@@ -230,6 +242,9 @@ def _describe(exc: ValidationError, where: tuple[str, ...]) -> str:
     error = exc.errors(include_input=False, include_url=False)[0]
     location = ".".join((*where, *(str(part) for part in error["loc"]))) or "config"
     message = error["msg"]
+    if not where and not error["loc"] and error["type"] == "value_error":
+        # a check across sections names its own keys
+        return str(message).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":
@@ -237,18 +252,8 @@ def _describe(exc: ValidationError, where: tuple[str, ...]) -> str:
     return f"{location.replace('.[', '[')}: {message}"
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by `**********` (for display only)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:**********@{host}{port}"))
-
-
 def redacted(config: Config) -> dict[str, Any]:
-    """The resolved config as plain data with every secret shown as `**********`."""
-    dumped: dict[str, Any] = config.model_dump(mode="json", exclude={"origin"})
+    """The resolved config as plain data with every secret shown as `**********`, and the
+    user info and query values of every URL in it hidden (`callhook.redaction`)."""
+    dumped: dict[str, Any] = redact_urls(config.model_dump(mode="json", exclude={"origin"}))
     return dumped

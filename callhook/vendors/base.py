@@ -21,6 +21,20 @@ from starlette.types import ASGIApp
 from callhook.events import Delivery, Event, EventType
 from callhook.record import CallRecord
 
+#: the least key material a webhook secret may have: a shorter key can be guessed
+MIN_SECRET_BYTES = 16
+
+
+def strong_secret(value: SecretStr | None) -> SecretStr | None:
+    """A validator body: `value` unless it is non-empty and shorter than MIN_SECRET_BYTES
+    bytes (an empty secret is allowed: it switches that webhook off)."""
+    if value is not None and 0 < len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"too short: a webhook secret needs at least {MIN_SECRET_BYTES} bytes "
+            "(e.g. openssl rand -base64 32)"
+        )
+    return value
+
 
 class SourceConfig(BaseModel):
     """Settings every `[sources.NAME]` table has; vendors subclass it with their secrets."""
@@ -30,6 +44,7 @@ class SourceConfig(BaseModel):
     vendor: str
     api_key: SecretStr | None = None
     api_base_url: str | None = None
+    #: vendor API requests/s, fleet-wide; each vendor sets its documented limit as default
     rate_limit_per_s: float = Field(default=10.0, gt=0)
 
     def webhook_enabled(self) -> bool:

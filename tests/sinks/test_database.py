@@ -426,7 +426,7 @@ def test_the_password_is_redacted_when_the_config_is_shown() -> None:
         "postgresql://callhook:**********@db.internal:5432/calls"
     )
     assert query.model_dump(mode="json")["url"] == (
-        "postgresql://db.internal/calls?user=callhook&password=**********"
+        "postgresql://db.internal/calls?user=**********&password=**********"
     )
     assert "s3cr3t" not in repr(config) + config.display_url + query.display_url
     plain = DatabaseSinkConfig(name="warehouse", url="sqlite:////srv/callhook/calls.db")

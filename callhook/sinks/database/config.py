@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_serializer, field_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from callhook.redaction import redact_url
 from callhook.sinks.base import SinkConfig
 
 #: the async driver Callhook uses for each dialect unless the URL names one (`+driver`)
 DEFAULT_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
 _DIALECT_ALIASES = {"postgres": "postgresql"}
-_HIDDEN = "**********"
 
 
 class DatabaseSinkConfig(SinkConfig):
@@ -69,24 +68,3 @@ def engine_url(url: str) -> URL:
             "a postgresql URL needs a database name, e.g. postgresql://user@host:5432/callhook"
         )
     return parsed.set(drivername=f"{dialect}+{driver or DEFAULT_DRIVERS[dialect]}")
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password (in the user info or a `password=` query parameter) hidden.
-
-    callhook.config has its own `redact_url`, but it imports the sink registry, so a sink
-    importing it would be circular.
-    """
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query_has_password = any(key.lower() == "password" for key, _ in pairs)
-    if parts.password is None and not query_has_password:
-        return url  # untouched: urlunsplit would turn sqlite://// into sqlite://
-    netloc, query = parts.netloc, parts.query
-    if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:{_HIDDEN}@{hostport}"
-    if query_has_password:
-        hidden = [(key, _HIDDEN if key.lower() == "password" else val) for key, val in pairs]
-        query = urlencode(hidden, safe="*/")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))

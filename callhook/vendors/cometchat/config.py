@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from callhook.vendors.base import SourceConfig
+from callhook.vendors.base import SourceConfig, strong_secret
 
 Region = Literal["us", "eu", "in"]
 
@@ -32,6 +32,10 @@ class CometChatSource(SourceConfig):
     #: the REST API key (sent as the `apikey` header); Get Call cannot work without it
     api_key: SecretStr
     api_base_url: str
+    #: CometChat allows 10,000-20,000 API requests/min per app (500/min on the free plan),
+    #: shared with the app's other API clients: 100/s uses at most 60 % of the smallest
+    #: paid limit. Free-plan apps set 8.
+    rate_limit_per_s: float = Field(default=100.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -40,6 +44,8 @@ class CometChatSource(SourceConfig):
             region = data.get("region") or "us"
             data = {**data, "api_base_url": default_api_base_url(str(data["app_id"]), region)}
         return data
+
+    _strong_password = field_validator("basic_auth_password")(strong_secret)
 
     @field_validator("api_base_url")
     @classmethod

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from callhook.vendors.base import SourceConfig
+from callhook.vendors.base import SourceConfig, strong_secret
 
 DEFAULT_API_BASE_URL = "https://api.diga.io"
 
@@ -35,6 +35,10 @@ class DigaSource(SourceConfig):
     #: the Diga API key (`Authorization: Bearer <key>`); Get Call cannot work without it
     api_key: SecretStr
     api_base_url: str = DEFAULT_API_BASE_URL
+    #: Diga documents no limit: a conservative 5 requests/s
+    rate_limit_per_s: float = Field(default=5.0, gt=0)
+
+    _strong_token = field_validator("webhook_token")(strong_secret)
 
     @field_validator("api_base_url")
     @classmethod

@@ -7,9 +7,9 @@ import binascii
 import re
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from callhook.vendors.base import SourceConfig
+from callhook.vendors.base import MIN_SECRET_BYTES, SourceConfig
 
 DEFAULT_API_BASE_URL = "https://api.openphone.com"
 WHSEC_PREFIX = "whsec_"
@@ -19,14 +19,15 @@ _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
 
 def decode_base64_secret(value: str) -> bytes:
-    """The key bytes of a base64 secret (padding optional); ValueError if it is not base64."""
+    """The key bytes of a base64 secret (padding optional); ValueError if it is not base64
+    or holds fewer than MIN_SECRET_BYTES bytes of key."""
     padded = value + "=" * (-len(value) % 4)
     try:
         key = base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("is not valid base64") from None
-    if not key:
-        raise ValueError("decodes to an empty key")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"too short: the key must decode to at least {MIN_SECRET_BYTES} bytes")
     return key
 
 
@@ -46,6 +47,8 @@ class OpenPhoneSource(SourceConfig):
     #: sent as `Authorization: <key>` (no `Bearer`)
     api_key: SecretStr
     api_base_url: str = DEFAULT_API_BASE_URL
+    #: Quo's documented limit: 10 requests/s per API key
+    rate_limit_per_s: float = Field(default=10.0, gt=0)
     #: reconcile: the workspace numbers to list calls for (default: GET /v1/phone-numbers)
     phone_number_ids: tuple[str, ...] = ()
     #: reconcile: the counterparties to list calls with (default: GET /v1/conversations)

@@ -13,7 +13,7 @@ MINIMAL: dict[str, Any] = {
     "vendor": "cometchat",
     "app_id": "2080843fb1d0b4a9",
     "basic_auth_username": "hooks",
-    "basic_auth_password": "hunter2-secret",
+    "basic_auth_password": "hunter2-secret-pass",
     "api_key": "key",
 }
 
