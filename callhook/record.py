@@ -8,17 +8,20 @@ the newest state of the call wins whatever order they are processed in:
   statuses (or two equal ranks) the observation made later wins;
 * any other scalar field takes the newer observation's value when it has one, and the
   older observation's value only where the newer is empty;
-* recordings and participants are unioned by id; vendor_data is merged key by key.
+* recordings and participants are unioned by id; vendor_data is merged key by key. A
+  recording's `url` travels with its `url_from`: a URL the vendor API gave is kept over one
+  only a webhook payload gave (only API URLs are downloaded: `callhook/sinks/s3_recordings.py`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA = "callhook.call/v1"
 
@@ -67,12 +70,34 @@ class Participant(_Model):
     duration_s: float | None = None
 
 
+#: where a recording's URL came from: the vendor's API answer, or a webhook payload
+UrlFrom = Literal["api", "payload"]
+
+
 class Recording(_Model):
     id: str
     url: str | None = None
+    #: "api" when the vendor API answered `url`, "payload" when only a webhook said it (null
+    #: without a url). The s3 sink downloads API URLs only: a payload could name any URL.
+    url_from: UrlFrom | None = None
     duration_s: float | None = None
     started_at: str | None = None
     stored_as: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_origin_without_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("url") and data.get("url_from") is not None:
+            return {**data, "url_from": None}
+        return data
+
+
+def urls_from(recordings: Iterable[Recording], origin: UrlFrom) -> tuple[Recording, ...]:
+    """The recordings with `url_from = origin` on each one that has a url (for mappings whose
+    recording parser serves both the API answer and the payload)."""
+    return tuple(
+        item.model_copy(update={"url_from": origin}) if item.url else item for item in recordings
+    )
 
 
 class LastEvent(_Model):
@@ -170,8 +195,23 @@ def _union_by_id(older: tuple[Any, ...], newer: tuple[Any, ...]) -> tuple[Any, .
         else:
             # keep what the older one knew (e.g. stored_as) where the newer is silent
             fields = {k: v for k, v in item.model_dump().items() if v is not None}
+            if isinstance(item, Recording):
+                link = _link(previous, item)
+                fields.update(url=link.url, url_from=link.url_from)
             merged[item.id] = previous.model_copy(update=fields)
     return tuple(merged.values())
+
+
+def _link(older: Recording, newer: Recording) -> Recording:
+    """The copy of one recording whose (url, url_from) the merge keeps: the newer one's,
+    unless it has no url, or only the older one's url came from the vendor API. So a payload
+    can never replace a URL the API gave, and the API's answer makes a recording fetchable
+    whichever order the two are merged in."""
+    if newer.url is None:
+        return older
+    if older.url is not None and older.url_from == "api" and newer.url_from != "api":
+        return older
+    return newer
 
 
 def merge(current: CallRecord | None, observation: CallRecord) -> CallRecord:

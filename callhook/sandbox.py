@@ -117,6 +117,11 @@ namespace = "{namespace}"
 host = "{ingress_host}"
 port = {ingress_port}
 
+# The simulators serve on loopback: let recording copies (an s3 sink's copy_recordings)
+# reach them. Never set this where recording hosts are not all yours.
+[recordings]
+allow_private_networks = true
+
 {{sources}}
 [[sinks]]
 name = "sandbox"

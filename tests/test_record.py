@@ -120,6 +120,50 @@ def test_recordings_union_keeps_what_each_knew() -> None:
     )
 
 
+def recorded(observed_at: str, *recordings: Recording) -> CallRecord:
+    return observation(CallStatus.COMPLETED, observed_at, recordings=recordings)
+
+
+def test_a_url_the_api_answered_is_kept_over_a_payloads_in_every_order() -> None:
+    # A payload may name any URL; only the API's may be downloaded, so a payload's never
+    # replaces it, whether the payload is older, newer, or merged first or last.
+    api = recorded("2026-01-01T10:01:00.000Z", Recording(id="R1", url="api", url_from="api"))
+    earlier = recorded("2026-01-01T10:00:00.000Z", Recording(id="R1", url="p0", url_from="payload"))
+    later = recorded(
+        "2026-01-01T10:02:00.000Z", Recording(id="R1", url="p1", url_from="payload", duration_s=9.0)
+    )
+    for order in itertools.permutations((api, earlier, later)):
+        [merged] = fold(order).recordings
+        assert (merged.url, merged.url_from) == ("api", "api"), order
+        assert merged.duration_s == 9.0  # the rest of the payload's news still counts
+
+
+def test_a_payload_url_stays_a_payload_url_until_the_api_answers_one() -> None:
+    payload = recorded("2026-01-01T10:00:00.000Z", Recording(id="R1", url="p", url_from="payload"))
+    # the API knows the recording but gives no URL (yet): the payload's URL is not its
+    silent = recorded("2026-01-01T10:01:00.000Z", Recording(id="R1", duration_s=3.0))
+    for order in itertools.permutations((payload, silent)):
+        [merged] = fold(order).recordings
+        assert (merged.url, merged.url_from, merged.duration_s) == ("p", "payload", 3.0)
+    newer_api = recorded(
+        "2026-01-01T10:05:00.000Z", Recording(id="R1", url="api-2", url_from="api")
+    )
+    older_api = recorded(
+        "2026-01-01T09:00:00.000Z", Recording(id="R1", url="api-1", url_from="api")
+    )
+    for order in itertools.permutations((payload, older_api, newer_api)):
+        [merged] = fold(order).recordings
+        assert (merged.url, merged.url_from) == ("api-2", "api"), order
+
+
+def test_url_from_is_part_of_the_wire_shape_and_needs_a_url() -> None:
+    record = recorded("2026-01-01T10:00:00.000Z", Recording(id="R1", url="u", url_from="api"))
+    wire = record.to_json_dict()
+    assert wire["recordings"][0]["url_from"] == "api"
+    assert CallRecord.model_validate_json(__import__("orjson").dumps(wire)) == record
+    assert Recording(id="R2", url_from="api").url_from is None
+
+
 def test_wire_shape_spells_schema() -> None:
     assert COMPLETED.to_json_dict()["schema"] == "callhook.call/v1"
     assert (

@@ -48,11 +48,13 @@ ConfigT = TypeVar("ConfigT", bound=SinkConfig)
 @dataclass(frozen=True, slots=True)
 class SinkResources:
     """What a worker process owns and lends to every sink: one httpx client, one Redis
-    client, and the key namespace under which sinks may keep idempotency marks."""
+    client, the key namespace under which sinks may keep idempotency marks, and
+    `[recordings] allow_private_networks` (for sinks that download recordings)."""
 
     http: httpx.AsyncClient
     redis: redis.asyncio.Redis
     namespace: str
+    allow_private_networks: bool = False
 
 
 @dataclass(frozen=True, slots=True)

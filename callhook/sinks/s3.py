@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -38,7 +39,9 @@ from callhook.errors import (
     RetryableError,
     UpstreamError,
 )
+from callhook.http import USER_AGENT
 from callhook.lenient import text, timestamp
+from callhook.netpolicy import recording_client
 from callhook.sinks.base import Sink, SinkConfig, Trigger
 from callhook.sinks.s3_recordings import RecordingCopier, http_status, key_segment
 
@@ -126,6 +129,8 @@ class S3Sink(Sink[S3SinkConfig]):
 
     _stack: AsyncExitStack | None = None
     _client: S3Client | None = None
+    #: the sink's own client for recording downloads (address-checked; see netpolicy)
+    _downloads: httpx.AsyncClient | None = None
     #: cleared when the store rejects conditional puts (then the last writer wins)
     _conditional: bool = True
     #: key → what this sink last wrote there: a lower bound on the stored revision, since
@@ -151,12 +156,18 @@ class S3Sink(Sink[S3SinkConfig]):
         except (ClientError, BotoCoreError) as exc:
             await stack.aclose()
             raise self._start_failure(exc) from None
+        if self.config.copy_recordings:
+            self._downloads = recording_client(
+                allow_private_networks=self.resources.allow_private_networks,
+                user_agent=USER_AGENT,
+            )
+            stack.push_async_callback(self._downloads.aclose)
         self._stack, self._client = stack, client
 
     async def close(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
-        self._stack, self._client = None, None
+        self._stack, self._client, self._downloads = None, None, None
 
     async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
         if self._client is None:
@@ -265,10 +276,10 @@ class S3Sink(Sink[S3SinkConfig]):
         self, client: S3Client, base: str, record: dict[str, Any], context: dict[str, Any]
     ) -> tuple[dict[str, Any], RetryableError | None]:
         recordings = record.get("recordings")
-        if not self.config.copy_recordings or not isinstance(recordings, list):
+        if self._downloads is None or not isinstance(recordings, list):
             return record, None
         copier = RecordingCopier(
-            client, self.resources.http, bucket=self.config.bucket, timeout_s=self.config.timeout_s
+            client, self._downloads, bucket=self.config.bucket, timeout_s=self.config.timeout_s
         )
         linked, pending = await copier.link(recordings, f"{base}/recordings/", context)
         return {**record, "recordings": linked}, pending

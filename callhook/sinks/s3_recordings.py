@@ -4,8 +4,12 @@ The body is never held whole in memory: it is read in chunks and sent as one `Pu
 when it ends below `PART_SIZE`, else as a multipart upload of parts of at least
 `PART_SIZE` bytes (aborted on any failure, so no orphaned parts are billed).
 
+Only URLs the vendor API answered (`url_from: "api"`) are downloaded: a webhook payload
+could name any URL at all. The download client (`callhook.netpolicy.recording_client`)
+connects only to allowed addresses, on every redirect hop.
+
 S3 errors (`botocore` exceptions) propagate to the caller, which classifies them; vendor
-download failures become `RecordingUnavailable` (the link is dead: skip it) or
+download failures become `RecordingUnavailable` (the link is dead or refused: skip it) or
 `RetryableError` (the vendor is having a bad moment: try again later).
 """
 
@@ -23,6 +27,7 @@ from botocore.exceptions import ClientError
 from callhook.errors import RateLimited, RetryableError
 from callhook.http import parse_retry_after
 from callhook.lenient import text
+from callhook.netpolicy import AddressRefused
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -86,7 +91,10 @@ def url_host(url: str) -> str:
 
 
 class RecordingCopier:
-    """Copies recordings into `bucket` under caller-chosen base keys (`…/{recording_id}`)."""
+    """Copies recordings into `bucket` under caller-chosen base keys (`…/{recording_id}`).
+
+    `http` must be a `recording_client` (or, in tests, a client as careful): the copier
+    trusts it to refuse addresses downloads may not reach."""
 
     def __init__(
         self, client: S3Client, http: httpx.AsyncClient, *, bucket: str, timeout_s: float
@@ -99,15 +107,28 @@ class RecordingCopier:
     async def link(
         self, recordings: list[Any], prefix: str, context: dict[str, Any]
     ) -> tuple[list[Any], RetryableError | None]:
-        """Copy each recording that has a url to `{prefix}{recording_id}{ext}`; return the
-        recordings with `stored_as` set for those now in the bucket, and the first transient
-        download failure (the others are still tried). Dead links are logged and skipped."""
+        """Copy each recording whose url the vendor API answered to
+        `{prefix}{recording_id}{ext}`; return the recordings with `stored_as` set for those
+        now in the bucket, and the first transient download failure (the others are still
+        tried). Payload URLs, dead links and refused addresses are logged and skipped."""
         linked: list[Any] = []
         pending: RetryableError | None = None
         for recording in recordings:
             url = recording.get("url") if isinstance(recording, dict) else None
             recording_id = text(recording.get("id")) if isinstance(recording, dict) else None
             if not isinstance(url, str) or not url or recording_id is None:
+                linked.append(recording)
+                continue
+            if recording.get("url_from") != "api":
+                origin = "a webhook payload" if recording.get("url_from") else "an unknown origin"
+                log.warning(
+                    "recording %s not copied: its URL (host %s) is from %s, not the vendor "
+                    "API; only URLs the API answers are downloaded",
+                    recording_id,
+                    url_host(url),
+                    origin,
+                    extra=context,
+                )
                 linked.append(recording)
                 continue
             try:
@@ -172,10 +193,21 @@ class RecordingCopier:
                     content_type or "application/octet-stream",
                     response.aiter_bytes(_READ_CHUNK),
                 )
+        except AddressRefused as exc:
+            raise RecordingUnavailable(
+                f"recording download from {host} refused: {exc} (see [recordings] in "
+                "docs/configuration.md)"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise RetryableError(f"recording download from {host} timed out") from exc
         except httpx.TooManyRedirects as exc:
-            raise RecordingUnavailable(f"recording URL at {host} redirects in a loop") from exc
+            raise RecordingUnavailable(
+                f"recording URL at {host} redirects in a loop or too often"
+            ) from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise RecordingUnavailable(
+                f"recording URL at {host} redirects to a URL that is not http(s)"
+            ) from exc
         except httpx.RequestError as exc:
             raise RetryableError(
                 f"recording download from {host} failed: {type(exc).__name__}"

@@ -1,5 +1,6 @@
 """Real servers for the s3 sink tests: moto's S3 server on a loopback port, and a recording
-server (Starlette) that streams audio bodies and counts how often each was downloaded."""
+server (Starlette) that streams audio bodies (or redirects) and counts how often each was
+requested."""
 
 from __future__ import annotations
 
@@ -37,37 +38,46 @@ def moto_s3() -> Iterator[str]:
 
 @dataclass
 class Served:
-    """One file on the recording server. `fail_after` bytes: then the stream breaks."""
+    """One file on the recording server. `fail_after` bytes: then the stream breaks. With
+    `location`, the answer is a `status` (default 302) redirect there instead."""
 
     body: bytes = b""
     content_type: str = "audio/mpeg"
     status: int = 200
     fail_after: int | None = None
     delay_s: float = 0.0
+    location: str | None = None
 
 
 @dataclass
 class RecordingServer:
-    """Serves `files[name]` at `{url}/files/{name}`; `downloads[name]` counts GETs and
-    `requested` is set by the first one."""
+    """Serves `files[name]` at `{url}/files/{name}`; `downloads[name]` counts GETs (of
+    every path, served or not), `hosts` lists their Host headers, and `requested` is set
+    by the first one."""
 
     url: str = ""
     files: dict[str, Served] = field(default_factory=dict)
     downloads: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requested: threading.Event = field(default_factory=threading.Event)
+    hosts: list[str] = field(default_factory=list)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/files/{name}", self._serve)])
+        return Starlette(routes=[Route("/{path:path}", self._serve)])
 
     async def _serve(self, request: Request) -> Response:
-        name = request.path_params["name"]
+        path = request.path_params["path"]
+        name = path.removeprefix("files/") if path.startswith("files/") else "/" + path
         with self.lock:
             self.downloads[name] += 1
+            self.hosts.append(request.headers.get("host", ""))
             served = self.files.get(name)
         self.requested.set()
         if served is None:
             return Response("no such recording", status_code=404)
+        if served.location is not None:
+            status = served.status if served.status != 200 else 302
+            return Response(status_code=status, headers={"location": served.location})
         if served.delay_s:
             await asyncio.sleep(served.delay_s)
         if served.status != 200:
@@ -87,6 +97,11 @@ def audio(size: int, seed: int = 7) -> bytes:
     """`size` deterministic bytes that no two parts of share a pattern with."""
     block = bytes((seed * 31 + i * 17) % 251 for i in range(4096))
     return (block * (size // len(block) + 1))[:size]
+
+
+def api_recording(id: str, url: str | None = None, **fields: Any) -> Recording:
+    """A recording as the vendor API answers it: the s3 sink may download its url."""
+    return Recording(id=id, url=url, url_from="api", **fields)
 
 
 def call_record(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -20,12 +22,20 @@ from pydantic import ValidationError
 from callhook.errors import ConfigError, PermanentError, RetryableError
 from callhook.events import EventType
 from callhook.http import make_client
+from callhook.netpolicy import MAX_REDIRECTS
 from callhook.record import Recording
 from callhook.sinks.base import SinkResources, Trigger
 from callhook.sinks.s3 import S3Sink, S3SinkConfig
 from callhook.sinks.s3_recordings import PART_SIZE
 from tests.servers import ServerThread, free_port
-from tests.sinks._s3_support import RecordingServer, Served, audio, call_record, moto_s3
+from tests.sinks._s3_support import (
+    RecordingServer,
+    Served,
+    api_recording,
+    audio,
+    call_record,
+    moto_s3,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -99,7 +109,9 @@ async def make_sink(
     """Builds and starts sinks on the test bucket; closes them afterwards."""
     started: list[S3Sink] = []
 
-    async def factory(**settings: Any) -> S3Sink:
+    async def factory(*, allow_private_networks: bool = True, **settings: Any) -> S3Sink:
+        """`allow_private_networks`: as `[recordings]` says (the recording server is on
+        loopback, so the tests that copy recordings need it)."""
         config = S3SinkConfig.model_validate(
             {
                 "name": "archive",
@@ -110,7 +122,10 @@ async def make_sink(
                 **settings,
             }
         )
-        sink = S3Sink(config, SinkResources(http, redis_async, redis_namespace))
+        resources = SinkResources(
+            http, redis_async, redis_namespace, allow_private_networks=allow_private_networks
+        )
+        sink = S3Sink(config, resources)
         started.append(sink)
         await sink.start()
         return sink
@@ -212,7 +227,7 @@ async def test_a_writer_that_lost_a_race_does_not_undo_the_winner(
     slow, fast = await make_sink(copy_recordings=True), await make_sink()
     await fast.write(call_record(revision=1), TRIGGER)
     record = call_record(
-        revision=2, recordings=(Recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),)
+        revision=2, recordings=(api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),)
     )
 
     async def overtake() -> None:
@@ -264,9 +279,9 @@ async def test_recordings_are_copied_once_and_linked(
     signed = "?X-Amz-Signature=secret-token"
     record = call_record(
         recordings=(
-            Recording(id="R1", url=f"{recordings.url}/files/r1.mp3{signed}", duration_s=21.4),
-            Recording(id="R2", url=f"{recordings.url}/files/r2"),
-            Recording(id="R3"),
+            api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3{signed}", duration_s=21.4),
+            api_recording(id="R2", url=f"{recordings.url}/files/r2"),
+            api_recording(id="R3"),
         )
     )
     sink = await make_sink(copy_recordings=True)
@@ -297,7 +312,7 @@ async def test_a_large_recording_is_streamed_in_parts(
     sink = await make_sink(copy_recordings=True)
 
     await sink.write(
-        call_record(recordings=(Recording(id="R1", url=f"{recordings.url}/files/long.wav"),)),
+        call_record(recordings=(api_recording(id="R1", url=f"{recordings.url}/files/long.wav"),)),
         TRIGGER,
     )
 
@@ -315,8 +330,8 @@ async def test_an_expired_recording_link_still_writes_the_record(
     sink = await make_sink(copy_recordings=True)
     record = call_record(
         recordings=(
-            Recording(id="R1", url=f"{recordings.url}/files/missing.mp3"),
-            Recording(id="R2", url=f"{recordings.url}/files/gone.mp3"),
+            api_recording(id="R1", url=f"{recordings.url}/files/missing.mp3"),
+            api_recording(id="R2", url=f"{recordings.url}/files/gone.mp3"),
         )
     )
 
@@ -333,7 +348,7 @@ async def test_a_failing_recording_server_is_retried_after_the_record_is_written
     recordings.files["r1.mp3"] = Served(status=503)
     sink = await make_sink(copy_recordings=True)
     record = call_record(
-        recordings=(Recording(id="R1", url=f"{recordings.url}/files/r1.mp3?token=s3cr3t"),)
+        recordings=(api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3?token=s3cr3t"),)
     )
 
     with pytest.raises(RetryableError) as raised:
@@ -355,7 +370,9 @@ async def test_a_slow_recording_server_times_out_as_retryable(
 ) -> None:
     recordings.files["slow.mp3"] = Served(b"audio", delay_s=0.6)
     sink = await make_sink(copy_recordings=True, timeout_s=0.2)
-    record = call_record(recordings=(Recording(id="R1", url=f"{recordings.url}/files/slow.mp3"),))
+    record = call_record(
+        recordings=(api_recording(id="R1", url=f"{recordings.url}/files/slow.mp3"),)
+    )
 
     with pytest.raises(RetryableError, match="timed out"):
         await sink.write(record, TRIGGER)
@@ -367,13 +384,145 @@ async def test_a_broken_download_aborts_its_multipart_upload(
     body = audio(2 * PART_SIZE, seed=4)
     recordings.files["r1.mp3"] = Served(body, fail_after=PART_SIZE + 3 * 65536)
     sink = await make_sink(copy_recordings=True)
-    record = call_record(recordings=(Recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),))
+    record = call_record(recordings=(api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),))
 
     with pytest.raises(RetryableError):
         await sink.write(record, TRIGGER)
 
     uploads = await s3.list_multipart_uploads(Bucket=bucket)
     assert uploads.get("Uploads", []) == []
+    assert await keys(s3, bucket) == [KEY]
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+async def test_a_recording_url_from_a_payload_is_never_downloaded(
+    make_sink: SinkFactory,
+    s3: S3Client,
+    bucket: str,
+    recordings: RecordingServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Even with private networks allowed: a webhook could name any URL at all.
+    recordings.files["r1.mp3"] = Served(b"ID3 audio")
+    url = f"{recordings.url}/files/r1.mp3"
+    record = call_record(
+        recordings=(
+            Recording(id="R1", url=url, url_from="payload"),
+            Recording(id="R2", url=url),  # no origin (a record from before url_from)
+        )
+    )
+    sink = await make_sink(copy_recordings=True)
+
+    with caplog.at_level(logging.WARNING, logger="callhook.sinks.s3"):
+        await sink.write(record, TRIGGER)
+
+    assert recordings.downloads == {}
+    assert await keys(s3, bucket) == [KEY]
+    assert (await stored(s3, bucket))[0] == record
+    assert warnings(caplog) == [
+        "recording R1 not copied: its URL (host 127.0.0.1) is from a webhook payload, not "
+        "the vendor API; only URLs the API answers are downloaded",
+        "recording R2 not copied: its URL (host 127.0.0.1) is from an unknown origin, not "
+        "the vendor API; only URLs the API answers are downloaded",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("localhost", "localhost resolves to 127.0.0.1, which is a loopback address"),
+        ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1 is a loopback address"),
+    ],
+)
+async def test_without_allow_private_networks_a_loopback_api_url_is_refused(
+    make_sink: SinkFactory,
+    s3: S3Client,
+    bucket: str,
+    recordings: RecordingServer,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    refused: str,
+) -> None:
+    recordings.files["r1.mp3"] = Served(b"ID3 audio")
+    url = recordings.url.replace("127.0.0.1", host) + "/files/r1.mp3?token=s3cr3t"
+    record = call_record(recordings=(api_recording(id="R1", url=url),))
+    sink = await make_sink(copy_recordings=True, allow_private_networks=False)
+
+    with caplog.at_level(logging.WARNING, logger="callhook.sinks.s3"):
+        await sink.write(record, TRIGGER)
+
+    assert recordings.downloads == {}
+    assert await keys(s3, bucket) == [KEY]
+    assert (await stored(s3, bucket))[0]["recordings"][0]["stored_as"] is None
+    [warning] = warnings(caplog)
+    assert warning.startswith("recording R1 not copied: recording download from ")
+    assert refused in warning
+    assert "s3cr3t" not in warning
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["0.0.0.0", "169.254.169.254", "[::]", "[::ffff:169.254.169.254]", "224.0.0.1"],
+)
+async def test_a_redirect_to_a_forbidden_address_is_refused_at_that_hop(
+    make_sink: SinkFactory,
+    s3: S3Client,
+    bucket: str,
+    recordings: RecordingServer,
+    caplog: pytest.LogCaptureFixture,
+    target: str,
+) -> None:
+    # Private networks allowed (the recording server is on loopback), yet no hop may reach
+    # the unspecified address (0.0.0.0 is this very host), metadata or multicast addresses.
+    port = urlsplit(recordings.url).port
+    recordings.files["r1.mp3"] = Served(location=f"http://{target}:{port}/latest/meta-data/")
+    recordings.files["/latest/meta-data/"] = Served(b"AccessKeyId=AKIA...", "text/plain")
+    record = call_record(recordings=(api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),))
+    sink = await make_sink(copy_recordings=True, timeout_s=2.0)
+
+    with caplog.at_level(logging.WARNING, logger="callhook.sinks.s3"):
+        await sink.write(record, TRIGGER)
+
+    assert recordings.downloads == {"r1.mp3": 1}
+    assert await keys(s3, bucket) == [KEY]
+    assert (await stored(s3, bucket))[0]["recordings"][0]["stored_as"] is None
+    [warning] = warnings(caplog)
+    assert "refused" in warning
+
+
+async def test_redirects_between_allowed_hosts_are_followed_with_the_host_kept(
+    make_sink: SinkFactory, s3: S3Client, bucket: str, recordings: RecordingServer
+) -> None:
+    body = audio(50_000, seed=5)
+    recordings.files["r1.mp3"] = Served(location="/files/real.mp3")
+    recordings.files["real.mp3"] = Served(body, "audio/mpeg")
+    port = urlsplit(recordings.url).port
+    url = f"http://localhost:{port}/files/r1.mp3"
+    sink = await make_sink(copy_recordings=True)
+
+    await sink.write(call_record(recordings=(api_recording(id="R1", url=url),)), TRIGGER)
+
+    key = "calls/quo/2024/03/05/AC123/recordings/R1.mp3"
+    assert await object_bytes(s3, bucket, key) == body
+    assert recordings.downloads == {"r1.mp3": 1, "real.mp3": 1}
+    # connected to the address checked, yet asked for the name in the URL
+    assert recordings.hosts == [f"localhost:{port}", f"localhost:{port}"]
+
+
+async def test_a_redirect_chain_is_bounded(
+    make_sink: SinkFactory, s3: S3Client, bucket: str, recordings: RecordingServer
+) -> None:
+    recordings.files["r1.mp3"] = Served(location="/files/r1.mp3")
+    record = call_record(recordings=(api_recording(id="R1", url=f"{recordings.url}/files/r1.mp3"),))
+    sink = await make_sink(copy_recordings=True)
+
+    await sink.write(record, TRIGGER)
+
+    assert recordings.downloads == {"r1.mp3": MAX_REDIRECTS + 1}
     assert await keys(s3, bucket) == [KEY]
 
 

@@ -87,11 +87,18 @@ class Pipeline:
 
 
 def pipeline_config(
-    sandbox_path: Path, redis_url: str, namespace: str, records: Path, sinks: list[dict[str, Any]]
+    sandbox_path: Path,
+    redis_url: str,
+    namespace: str,
+    records: Path,
+    sinks: list[dict[str, Any]],
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Config:
-    """The sandbox's sources with our Redis namespace and sinks, written next to it as a
-    config file (worker subprocesses read the same file)."""
+    """The sandbox's sources with our Redis namespace and sinks (and `sections` in place of
+    the sandbox's tables of those names), written next to it as a config file (worker
+    subprocesses read the same file)."""
     raw = tomllib.loads(sandbox_path.read_text())
+    raw.update(sections or {})
     raw["redis"] = {"url": redis_url, "namespace": namespace}
     raw["sinks"] = [{"name": "records", "type": "file", "path": str(records)}, *sinks]
     path = sandbox_path.with_name("pipeline.toml")
@@ -150,13 +157,16 @@ def running_pipeline(
     tuning: WorkerTuning = FAST,
     extra_sinks: list[dict[str, Any]] | None = None,
     start_worker: bool = True,
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[Pipeline]:
     simulator_port = free_port()
     sandbox = prepare(
         tmp_path / "var", ingress_host="127.0.0.1", ingress_port=0, simulator_port=simulator_port
     )
     records = tmp_path / "records.jsonl"
-    config = pipeline_config(sandbox.config_path, redis_url, namespace, records, extra_sinks or [])
+    config = pipeline_config(
+        sandbox.config_path, redis_url, namespace, records, extra_sinks or [], sections
+    )
     client = redis.Redis.from_url(redis_url)
     with (
         ServerThread(sandbox.simulator_app(), port=simulator_port),

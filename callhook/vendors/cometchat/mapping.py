@@ -223,6 +223,7 @@ def _webhook_recording(data: Mapping[str, Any]) -> Recording | None:
     return Recording(
         id=rid,
         url=text(data.get("recording_url")),
+        url_from="payload",
         duration_s=number(data.get("duration")),
         started_at=iso_utc(data.get("startTime")),
     )
@@ -336,6 +337,7 @@ def _api_recording(item: Mapping[str, Any]) -> Recording:
     return Recording(
         id=str(text(item.get("rid"))),
         url=text(item.get("recording_url")),
+        url_from="api",
         duration_s=minutes_to_seconds(item.get("duration")),
         started_at=iso_utc(item.get("startTime")),
     )

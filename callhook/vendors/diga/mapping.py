@@ -16,7 +16,7 @@ import orjson
 
 from callhook.events import Event, EventType
 from callhook.lenient import dig, iso_utc, number, text, timestamp
-from callhook.record import CallRecord, CallStatus, LastEvent, Recording
+from callhook.record import CallRecord, CallStatus, LastEvent, Recording, UrlFrom
 from callhook.vendors.base import Fetched
 
 VENDOR = "diga"
@@ -123,9 +123,11 @@ def transcript(messages: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]
     ]
 
 
-def _recordings(call_id: str, url: Any) -> tuple[Recording, ...]:
+def _recordings(call_id: str, url: Any, origin: UrlFrom) -> tuple[Recording, ...]:
     link = text(url)
-    return () if link is None else (Recording(id=recording_id(call_id), url=link),)
+    if link is None:
+        return ()
+    return (Recording(id=recording_id(call_id), url=link, url_from=origin),)
 
 
 def _answered_at(status: Any, start: Any) -> str | None:
@@ -166,7 +168,7 @@ def record_from_event(source: str, event: Event, received_at: str) -> CallRecord
         answered_at=_answered_at(status, start),
         ended_at=iso_utc(end),
         duration_s=_duration(body.get("duration"), start, end),
-        recordings=_recordings(event.call_id, body.get("recording_url")),
+        recordings=_recordings(event.call_id, body.get("recording_url"), "payload"),
         transcript=transcript(messages_list(body.get("messages"))),
         last_event=LastEvent(type=event.type.value, key=event.event_key, received_at=received_at),
         observed_at=event.occurred_at or received_at,
@@ -210,7 +212,7 @@ def record_from_api(source: str, fetched: Fetched, observed_at: str) -> CallReco
         answered_at=_answered_at(status, start),
         ended_at=iso_utc(end),
         duration_s=_duration(call.get("duration"), start, end),
-        recordings=_recordings(call_id, call.get("recording_url")),
+        recordings=_recordings(call_id, call.get("recording_url"), "api"),
         transcript=transcript(messages_list(raw_messages)),
         summary=summary if isinstance(summary, str) and summary.strip() else None,
         vendor_data=vendor_data,

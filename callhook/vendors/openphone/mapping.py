@@ -12,7 +12,7 @@ from typing import Any
 
 from callhook.events import Event, EventType
 from callhook.lenient import text
-from callhook.record import FINAL_STATUSES, CallRecord, CallStatus, LastEvent
+from callhook.record import FINAL_STATUSES, CallRecord, CallStatus, LastEvent, urls_from
 from callhook.vendors.base import Fetched
 from callhook.vendors.openphone import fields
 from callhook.vendors.openphone.fields import as_object
@@ -160,7 +160,7 @@ def _event_fields(
     if kind is EventType.RECORDING_READY:
         call = fields.call_fields(obj, context)
         # media[] carries no recording ids: left to Get Call's recordings (see docs)
-        recordings = fields.recordings(obj.get("recordings"))
+        recordings = urls_from(fields.recordings(obj.get("recordings")), "payload")
         return {**call, "status": api_status(obj.get("status")), "recordings": recordings}
     if kind is EventType.SUMMARY_READY:
         return {"summary": fields.summary(obj)}
@@ -207,10 +207,11 @@ def record_from_api(source: str, fetched: Fetched, observed_at: str) -> CallReco
         raise ValueError("an OpenPhone call object without id")
     extras = fetched.extras
     raw_recordings = extras.get("recordings")
-    recordings = (
+    recordings = urls_from(
         fields.recordings(raw_recordings)
         if isinstance(raw_recordings, list)
-        else fields.media_recordings(call.get("media"))
+        else fields.media_recordings(call.get("media")),
+        "api",
     )
     raw_voicemail = extras.get("voicemail", call.get("voicemail"))
     vendor_data: dict[str, Any] = {**extras, "call": dict(call)}

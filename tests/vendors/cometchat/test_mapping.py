@@ -221,6 +221,7 @@ EVENT_RECORDS: dict[str, dict[str, Any]] = {
             {
                 "id": "rec_6f1c2b",
                 "url": RECORDING_URL,
+                "url_from": "payload",
                 "duration_s": 21.433,
                 "started_at": "2023-10-10T10:42:55.000Z",
                 "stored_as": None,
@@ -286,6 +287,7 @@ def test_record_from_api_current_shape() -> None:
             {
                 "id": "rec_6f1c2b",
                 "url": RECORDING_URL,
+                "url_from": "api",
                 "duration_s": 21.432,  # 0.3572 minutes
                 "started_at": "2023-10-10T10:42:55.000Z",
                 "stored_as": None,

@@ -222,6 +222,7 @@ def test_a_body_with_a_recording_url_has_the_calls_recording() -> None:
         {
             "id": f"{CALL_ID}-recording",
             "url": "https://storage.diga.io/recordings/x.wav",
+            "url_from": "payload",
             "duration_s": None,
             "started_at": None,
             "stored_as": None,
@@ -239,6 +240,7 @@ def recording(call_id: str) -> dict[str, Any]:
     return {
         "id": f"{call_id}-recording",
         "url": f"https://storage.diga.io/recordings/{call_id}.wav",
+        "url_from": "api",
         "duration_s": None,
         "started_at": None,
         "stored_as": None,

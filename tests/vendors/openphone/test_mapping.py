@@ -284,6 +284,7 @@ EVENT_RECORDS: dict[str, tuple[str, dict[str, Any]]] = {
                 {
                     "id": "CRwRVK2qBq",
                     "url": RECORDING_URL,
+                    "url_from": "payload",
                     "duration_s": 154.0,
                     "started_at": "2026-04-13T15:02:20.000Z",
                     "stored_as": None,
@@ -401,6 +402,7 @@ def test_get_call_with_every_extra() -> None:
             {
                 "id": "CRwRVK2qBq",
                 "url": RECORDING_URL,
+                "url_from": "api",
                 "duration_s": 154.0,
                 "started_at": "2026-04-13T15:02:20.000Z",
                 "stored_as": None,
@@ -446,6 +448,7 @@ def test_older_call_shape_with_media_and_voicemail() -> None:
             {
                 "id": "media-0c5b2a1d9e8f4c3b",
                 "url": "https://m.openph.one/static/0c5b2a1d9e8f4c3b.mp3",
+                "url_from": "api",
                 "duration_s": 12.0,
                 "started_at": None,
                 "stored_as": None,
