@@ -218,7 +218,11 @@ def dlq() -> None:
 @config_option
 @click.option("--sink", default=None, help="Only this sink's entries.")
 def dlq_list(config: Config, sink: str | None) -> None:
-    """Table of dead letters: when, stage, sink, call, reason."""
+    """Table of dead letters: when, stage, sink, call, reason.
+
+    Control characters in any field are shown escaped (\\x1b, \\r). Entries past the
+    [dead_letters] limits are dropped first; the last line says how many were so far.
+    """
     from workers.dlq_cli import list_entries
 
     click.echo(list_entries(config, sink=sink))

@@ -2,19 +2,31 @@
 
 Each entry keeps what is needed to replay it (the actor's message arguments) and what an
 operator needs to judge it (when, stage, sink, source, call, reason). `replay` re-enqueues
-and removes an entry in one Redis transaction, so an entry is never both gone and unqueued.
+and removes an entry in one Redis script, so an entry is never both gone and unqueued, and
+two replays of it enqueue it once.
+
+Entries are kept per stage for `[dead_letters] retention_days` and at most `max_entries`
+of them (the oldest go first). The same script that writes an entry drops what is past
+either limit, and listing drops it too, so the limits hold without a sweeper; what was
+dropped is counted in Redis (`{ns}:dlq:{stage}:dropped`, by cause), in the
+`callhook_dead_letters_dropped_total` metric and in a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 import redis.asyncio
 
+from callhook import metrics
+from callhook.config import DeadLettersConfig
 from callhook.queues import (
     STAGES,
     dlq_entries_key,
@@ -23,7 +35,57 @@ from callhook.queues import (
     messages_key,
     queue_key,
 )
-from callhook.record import utc_now_iso
+
+log = logging.getLogger("callhook.workers.dlq")
+
+#: most entries one script run drops: a first trim of a large backlog must not hold Redis
+#: for long (`trim` loops; a write drops at most this many, far more than it adds)
+_TRIM_BATCH = 1000
+#: the causes entries are dropped for (fields of the dropped-count hash)
+RETENTION, MAX_ENTRIES = "retention", "max_entries"
+
+# KEYS: index (zset), entries (hash), dropped (hash). ARGV: id ('' to only trim), entry,
+# score, cutoff score (older is dropped), max entries, batch. -> {expired, over the cap}
+_ADD_AND_TRIM = """
+if ARGV[1] ~= '' then
+  redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('zadd', KEYS[1], ARGV[3], ARGV[1])
+end
+local batch = tonumber(ARGV[6])
+local expired = redis.call('zrangebyscore', KEYS[1], '-inf', '(' .. ARGV[4], 'LIMIT', 0, batch)
+if #expired > 0 then
+  redis.call('zrem', KEYS[1], unpack(expired))
+  redis.call('hdel', KEYS[2], unpack(expired))
+  redis.call('hincrby', KEYS[3], 'retention', #expired)
+end
+local over = math.min(redis.call('zcard', KEYS[1]) - tonumber(ARGV[5]), batch)
+if over > 0 then
+  local oldest = redis.call('zrange', KEYS[1], 0, over - 1)
+  redis.call('zremrangebyrank', KEYS[1], 0, over - 1)
+  redis.call('hdel', KEYS[2], unpack(oldest))
+  redis.call('hincrby', KEYS[3], 'max_entries', over)
+else
+  over = 0
+end
+return {#expired, over}
+"""
+
+# KEYS: index, entries, messages, queue. ARGV: entry id, message id, message.
+# 1 when the entry was still there (now enqueued and removed), else 0.
+_REPLAY = """
+if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('hdel', KEYS[2], ARGV[1])
+redis.call('hset', KEYS[3], ARGV[2], ARGV[3])
+redis.call('rpush', KEYS[4], ARGV[2])
+return 1
+"""
+
+
+def dlq_dropped_key(namespace: str, queue_name: str) -> str:
+    """Hash: cause (`retention`, `max_entries`) -> entries of a stage dropped for it."""
+    return f"{namespace}:dlq:{queue_name}:dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +122,32 @@ class DeadLetter:
         return cls(**orjson.loads(raw))
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Counts of entries dropped: past `retention_days`, and over `max_entries`."""
+
+    retention: int = 0
+    max_entries: int = 0
+
+    def __add__(self, other: Dropped) -> Dropped:
+        return Dropped(self.retention + other.retention, self.max_entries + other.max_entries)
+
+
 class DeadLetters:
-    def __init__(self, client: redis.asyncio.Redis, namespace: str) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        namespace: str,
+        settings: DeadLettersConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.settings = settings or DeadLettersConfig()
+        self._clock = clock
+        self._add_and_trim = client.register_script(_ADD_AND_TRIM)
+        self._replay = client.register_script(_REPLAY)
 
     async def add(
         self,
@@ -75,9 +159,13 @@ class DeadLetters:
         attempts: int,
         sink: str | None = None,
     ) -> DeadLetter:
+        """Store an entry, and drop the stage's entries past the limits, in one step."""
+        now = self._clock()
         entry = DeadLetter(
             id=uuid.uuid4().hex,
-            at=utc_now_iso(),
+            at=datetime.fromtimestamp(now, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             queue=queue,
             actor=actor,
             reason=reason[:500],
@@ -87,14 +175,79 @@ class DeadLetters:
             attempts=attempts,
             kwargs=kwargs,
         )
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(dlq_entries_key(self.namespace, queue), entry.id, entry.encode())
-            pipe.zadd(dlq_index_key(self.namespace, queue), {entry.id: _score(entry.at)})
-            await pipe.execute()
+        await self._run_trim(queue, now, entry)
         return entry
 
+    async def trim(self) -> Dropped:
+        """Drop every stage's entries past the limits now; what this call dropped."""
+        now, dropped = self._clock(), Dropped()
+        for queue in STAGES:
+            while True:
+                batch = await self._run_trim(queue, now)
+                dropped += batch
+                if max(batch.retention, batch.max_entries) < _TRIM_BATCH:
+                    break
+        return dropped
+
+    async def dropped(self) -> Dropped:
+        """Entries dropped by the limits since the stages' first dead letter (all stages)."""
+        total = Dropped()
+        for queue in STAGES:
+            counts = cast(
+                list[bytes | None],
+                await self.client.hmget(
+                    dlq_dropped_key(self.namespace, queue), [RETENTION, MAX_ENTRIES]
+                ),
+            )
+            retention, capped = (int(count or 0) for count in counts)
+            total += Dropped(retention, capped)
+        return total
+
+    async def _run_trim(self, queue: str, now: float, entry: DeadLetter | None = None) -> Dropped:
+        cutoff = now - self.settings.retention_days * 86400
+        expired, capped = cast(
+            list[int],
+            await self._add_and_trim(
+                keys=[
+                    dlq_index_key(self.namespace, queue),
+                    dlq_entries_key(self.namespace, queue),
+                    dlq_dropped_key(self.namespace, queue),
+                ],
+                args=[
+                    entry.id if entry else "",
+                    entry.encode() if entry else b"",
+                    now,
+                    cutoff,
+                    self.settings.max_entries,
+                    _TRIM_BATCH,
+                ],
+            ),
+        )
+        if expired:
+            metrics.dead_letters_dropped_total.labels(queue, RETENTION).inc(expired)
+            log.warning(
+                "dropped %d dead letter(s) of %s older than %d days "
+                "([dead_letters] retention_days)",
+                expired,
+                queue,
+                self.settings.retention_days,
+                extra={"queue": queue, "dropped": expired},
+            )
+        if capped:
+            metrics.dead_letters_dropped_total.labels(queue, MAX_ENTRIES).inc(capped)
+            log.warning(
+                "dropped the %d oldest dead letter(s) of %s: more than %d "
+                "([dead_letters] max_entries)",
+                capped,
+                queue,
+                self.settings.max_entries,
+                extra={"queue": queue, "dropped": capped},
+            )
+        return Dropped(int(expired), int(capped))
+
     async def list(self, *, sink: str | None = None) -> list[DeadLetter]:
-        """All entries, oldest first, optionally only one sink's."""
+        """All entries, oldest first, optionally only one sink's (past the limits: dropped)."""
+        await self.trim()
         entries: list[DeadLetter] = []
         for queue in STAGES:
             ids = cast(
@@ -117,22 +270,23 @@ class DeadLetters:
         }
 
     async def replay(self, entries: Sequence[DeadLetter]) -> int:
-        """Re-enqueue each entry (attempt counter reset) and remove it, atomically each."""
+        """Re-enqueue each entry still stored (attempt counter reset) and remove it,
+        atomically each; entries gone meanwhile (replayed, purged, dropped) are skipped."""
         replayed = 0
         for entry in entries:
             kwargs = {**entry.kwargs, "attempt": 0}
             message = encode_message(entry.queue, entry.actor, kwargs)
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    messages_key(self.namespace, entry.queue),
-                    message.redis_message_id,
-                    message.data,
+            replayed += int(
+                await self._replay(
+                    keys=[
+                        dlq_index_key(self.namespace, entry.queue),
+                        dlq_entries_key(self.namespace, entry.queue),
+                        messages_key(self.namespace, entry.queue),
+                        queue_key(self.namespace, entry.queue),
+                    ],
+                    args=[entry.id, message.redis_message_id, message.data],
                 )
-                pipe.rpush(queue_key(self.namespace, entry.queue), message.redis_message_id)
-                pipe.zrem(dlq_index_key(self.namespace, entry.queue), entry.id)
-                pipe.hdel(dlq_entries_key(self.namespace, entry.queue), entry.id)
-                await pipe.execute()
-            replayed += 1
+            )
         return replayed
 
     async def purge(self, entries: Sequence[DeadLetter]) -> int:
@@ -140,11 +294,5 @@ class DeadLetters:
             for entry in entries:
                 pipe.zrem(dlq_index_key(self.namespace, entry.queue), entry.id)
                 pipe.hdel(dlq_entries_key(self.namespace, entry.queue), entry.id)
-            await pipe.execute()
-        return len(entries)
-
-
-def _score(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+            results = await pipe.execute()
+        return sum(int(removed) for removed in results[::2])

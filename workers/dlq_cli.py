@@ -1,24 +1,54 @@
-"""The `callhook dlq` commands over `workers.dlq.DeadLetters` (plain text for a terminal)."""
+"""The `callhook dlq` commands over `workers.dlq.DeadLetters` (plain text for a terminal).
+
+Every field shown comes from a webhook payload or an error message, so control and
+format characters are escaped (`\\x1b`, `\\r`, `\\u202e`): a dead letter cannot move the
+cursor, recolour, retitle or reorder the operator's terminal. Other text shows as it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import redis.asyncio
 
 from callhook.config import Config
-from workers.dlq import DeadLetter, DeadLetters
+from workers.dlq import DeadLetter, DeadLetters, Dropped
 
 T = TypeVar("T")
+
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero-width
+#: ones), line and paragraph separators, lone surrogates
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+#: the zero-width joiner holds emoji sequences together and moves nothing
+_KEPT = frozenset({"\u200d"})
+
+
+def printable(value: str) -> str:
+    """`value` with each character that could drive a terminal escaped, repr-style."""
+    return "".join(_printable_char(char) for char in value)
+
+
+def _printable_char(char: str) -> str:
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    if char in _KEPT or unicodedata.category(char) not in _ESCAPED_CATEGORIES:
+        return char
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _run(config: Config, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
     async def main() -> T:
         client = redis.asyncio.Redis.from_url(config.redis.url, socket_connect_timeout=5)
         try:
-            return await work(DeadLetters(client, config.redis.namespace))
+            return await work(DeadLetters(client, config.redis.namespace, config.dead_letters))
         finally:
             await client.aclose()
 
@@ -28,19 +58,18 @@ def _run(config: Config, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
 def table(entries: Sequence[DeadLetter]) -> str:
     if not entries:
         return "no dead letters"
-    rows = [("WHEN", "STAGE", "SINK", "SOURCE", "CALL", "ID", "REASON")]
+    rows = [["WHEN", "STAGE", "SINK", "SOURCE", "CALL", "ID", "REASON"]]
     for entry in entries:
-        rows.append(
-            (
-                entry.at,
-                entry.queue.removeprefix("callhook."),
-                entry.sink or "-",
-                entry.source or "-",
-                entry.call_id or "-",
-                entry.id[:12],
-                entry.reason,
-            )
+        cells = (
+            entry.at,
+            entry.queue.removeprefix("callhook."),
+            entry.sink or "-",
+            entry.source or "-",
+            entry.call_id or "-",
+            entry.id[:12],
+            entry.reason,
         )
+        rows.append([printable(str(cell)) for cell in cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
@@ -49,8 +78,26 @@ def table(entries: Sequence[DeadLetter]) -> str:
     return "\n".join(lines) + f"\n{len(entries)} dead letter(s)"
 
 
+def dropped_line(dropped: Dropped, config: Config) -> str | None:
+    """What the `[dead_letters]` limits have dropped so far, or None when nothing."""
+    if not (dropped.retention or dropped.max_entries):
+        return None
+    limits = config.dead_letters
+    return (
+        f"dropped so far: {dropped.retention} older than {limits.retention_days} days "
+        f"(retention_days), {dropped.max_entries} over {limits.max_entries} per stage "
+        "(max_entries)"
+    )
+
+
 def list_entries(config: Config, *, sink: str | None) -> str:
-    return table(_run(config, lambda dlq: dlq.list(sink=sink)))
+    async def work(dlq: DeadLetters) -> tuple[list[DeadLetter], Dropped]:
+        entries = await dlq.list(sink=sink)  # drops what is past the limits first
+        return entries, await dlq.dropped()
+
+    entries, dropped = _run(config, work)
+    note = dropped_line(dropped, config)
+    return table(entries) + (f"\n{note}" if note else "")
 
 
 def _select(entries: list[DeadLetter], ids: Sequence[str]) -> list[DeadLetter]:

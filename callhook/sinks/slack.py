@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import jinja2
 import orjson
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
 from callhook.errors import PermanentError, RateLimited, RetryableError
@@ -49,17 +49,43 @@ def check_slack_url(url: str) -> str:
     raise ValueError("must be an https:// URL (http:// only for 127.0.0.1 or localhost)")
 
 
-def _finalize(value: Any) -> Any:
-    # Escape what the template interpolates, not what it says: a caller name with "<"
-    # cannot break the message, while the template's own <url|label> links still work.
+#: put around each interpolated value while a template renders (private-use code points,
+#: removed from the values first), so `_seal` can tell the data's `|` from the template's
+_DATA_OPEN, _DATA_CLOSE = "\ue000", "\ue001"
+_DATA = re.compile("\ue000([^\ue001]*)\ue001")
+
+
+def _finalize(value: Any) -> str:
+    # Escape what the template interpolates, whatever its type (a list of participants is
+    # shown as text too), not what it says: data cannot mention anyone or open a link, while
+    # the template's own <url|label> links and <!here> work.
     if value is None:
         return ""
-    if isinstance(value, str):
-        return escape(value)
-    return value
+    shown = str(value).replace(_DATA_OPEN, "").replace(_DATA_CLOSE, "")
+    return f"{_DATA_OPEN}{escape(shown)}{_DATA_CLOSE}"
 
 
-_TEMPLATES = SandboxedEnvironment(autoescape=False, finalize=_finalize)
+def _seal(rendered: str) -> str:
+    """The rendered text without `_finalize`'s marks. A `|` the data put into the URL of
+    one of the template's `<url|label>` links is percent-encoded: it would end the URL
+    there and make the rest of the value the link's label."""
+    out: list[str] = []
+    in_url = False
+    for index, part in enumerate(_DATA.split(rendered)):
+        if index % 2:  # a value: its < and > are escaped, so only the template opens links
+            out.append(part.replace("|", "%7C") if in_url else part)
+            continue
+        for char in part:
+            if char == "<":
+                in_url = True
+            elif char in "|>":
+                in_url = False
+        out.append(part.replace(_DATA_OPEN, "").replace(_DATA_CLOSE, ""))
+    return "".join(out)
+
+
+# Immutable: a template cannot change the record it renders (`recordings.clear()`)
+_TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, finalize=_finalize)
 _TEMPLATES.filters["duration"] = lambda seconds: format_duration(seconds) or ""
 
 
@@ -167,7 +193,7 @@ class SlackSink(Sink[SlackSinkConfig]):
             },
         }
         try:
-            rendered = self._template.render(variables).strip()
+            rendered = _seal(self._template.render(variables)).strip()
         except Exception as exc:  # anything the template does wrong is a config problem
             raise PermanentError(
                 f"{self._target}: the template failed to render ({type(exc).__name__}: {exc})",
@@ -177,7 +203,8 @@ class SlackSink(Sink[SlackSinkConfig]):
         return rendered or None
 
     async def _post(self, message: dict[str, Any]) -> None:
-        body = {**message, "unfurl_links": False, "unfurl_media": False}
+        # link_names off: a bare "@channel" or "@here" in the data stays text
+        body = {**message, "unfurl_links": False, "unfurl_media": False, "link_names": False}
         if self.config.webhook_url is not None:
             url, headers = self.config.webhook_url.get_secret_value(), {}
         else:

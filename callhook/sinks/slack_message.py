@@ -7,8 +7,10 @@ when the record has them, and a context line naming vendor, source and call id.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from callhook.events import EventType
 from callhook.lenient import dig, number, text, timestamp
@@ -17,6 +19,9 @@ from callhook.lenient import dig, number, text, timestamp
 _SECTION_MAX = 3000
 #: recordings linked in one message; more are rare and only add noise
 _MAX_RECORDINGS = 3
+#: what a URL keeps as it is in a link: RFC 3986's reserved and unreserved characters and
+#: `%` (escapes already made); `|`, `<`, `>`, spaces, quotes and non-ASCII are percent-encoded
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 _HEADLINES: Mapping[EventType, tuple[str, str]] = {
     EventType.RINGING: (":bell:", "Ringing"),
@@ -36,6 +41,25 @@ _HEADLINES: Mapping[EventType, tuple[str, str]] = {
 def escape(value: str) -> str:
     """Escape the three characters Slack's mrkdwn gives meaning to."""
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link_url(url: str) -> str | None:
+    """`url` ready for a `<url|label>` link, or None when it is not an http(s) URL with a
+    host (a payload's `javascript:` or control characters are no link to show).
+
+    `|` is percent-encoded like `<` and `>`: Slack ends a link's URL at the first `|`, so
+    one in the URL would make the rest of it the link's label."""
+    url = url.strip()
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return escape(quote(url, safe=_URL_SAFE))
 
 
 def format_duration(seconds: Any) -> str | None:
@@ -146,17 +170,26 @@ def _fields(record: Mapping[str, Any]) -> list[str]:
 
 def _links(record: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
-    recordings = [r for r in record.get("recordings") or () if text(dig(r, "url"))]
-    for index, recording in enumerate(recordings[:_MAX_RECORDINGS]):
+    recordings = [
+        (url, recording)
+        for recording in record.get("recordings") or ()
+        if (url := _link_of(dig(recording, "url")))
+    ]
+    for index, (url, recording) in enumerate(recordings[:_MAX_RECORDINGS]):
         label = "Recording" if len(recordings) == 1 else f"Recording {index + 1}"
         duration = format_duration(dig(recording, "duration_s"))
         suffix = f" ({duration})" if duration else ""
-        lines.append(f":studio_microphone: <{escape(recording['url'])}|{label}>{suffix}")
+        lines.append(f":studio_microphone: <{url}|{label}>{suffix}")
     voicemail = record.get("voicemail")
-    voicemail_url = text(dig(voicemail, "url")) or text(dig(voicemail, "recordingUrl"))
+    voicemail_url = _link_of(dig(voicemail, "url")) or _link_of(dig(voicemail, "recordingUrl"))
     if voicemail_url:
-        lines.append(f":mailbox_with_mail: <{escape(voicemail_url)}|Voicemail>")
+        lines.append(f":mailbox_with_mail: <{voicemail_url}|Voicemail>")
     return lines
+
+
+def _link_of(value: Any) -> str | None:
+    url = text(value) if isinstance(value, str) else None
+    return link_url(url) if url else None
 
 
 def _context(record: Mapping[str, Any]) -> str:

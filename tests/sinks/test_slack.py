@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -136,6 +137,7 @@ async def test_completed_call_message(slack: FakeSlack, resources: SinkResources
             ],
             "unfurl_links": False,
             "unfurl_media": False,
+            "link_names": False,
         }
     ]
 
@@ -160,6 +162,7 @@ async def test_missed_call_message(slack: FakeSlack, resources: SinkResources) -
             ],
             "unfurl_links": False,
             "unfurl_media": False,
+            "link_names": False,
         }
     ]
 
@@ -259,12 +262,120 @@ def test_template_syntax_error_is_a_config_error() -> None:
         )
 
 
-async def test_template_is_sandboxed(slack: FakeSlack, resources: SinkResources) -> None:
-    escape_attempt = "{{ initiator.__class__.__mro__[1].__subclasses__() }}"
+@pytest.mark.parametrize(
+    "escape_attempt",
+    [
+        "{{ initiator.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ '{0.__class__.__mro__}'.format(initiator) }}",
+    ],
+)
+async def test_template_is_sandboxed(
+    slack: FakeSlack, resources: SinkResources, escape_attempt: str
+) -> None:
     sink = webhook_sink(slack, resources, template=escape_attempt)
 
     with pytest.raises(PermanentError, match="SecurityError"):
         await sink.write(COMPLETED, trigger(EventType.COMPLETED))
+    assert slack.requests == 0
+
+
+# --- what data cannot do ---------------------------------------------------------------
+
+#: every Slack control sequence a payload might carry: broadcasts, user, channel and
+#: user-group mentions, and a `|` that would give a link a label of the payload's choosing
+HOSTILE = {
+    **WITH_RECORDING,
+    "initiator": "<!channel> <@U024BE7LH>",
+    "receiver": "<!subteam^S0123|@sales> & <#C0SECRET>",
+    "participants": [
+        {"id": "p1", "name": "<!channel>"},
+        {"id": "p2", "name": "<!here> <!everyone>"},
+    ],
+    "recordings": [
+        {
+            "id": "RE1",
+            "url": "https://files.example.com/RE1.mp3|Verify your account <!here>",
+            "url_from": "api",
+            "duration_s": 240.4,
+        }
+    ],
+    "voicemail": {"url": "javascript:alert(1)|Voicemail"},
+    "summary": "<!everyone> call me back",
+}
+#: `<` opening a mention, a channel or a user group: only ever Slack-escaped in the output
+LIVE_MENTION = re.compile(r"<[!@#]")
+
+
+def message_texts(message: dict[str, Any]) -> list[str]:
+    """Every mrkdwn / plain string Slack renders from a posted message."""
+    texts = [message["text"]]
+    for block in message["blocks"]:
+        if "text" in block:
+            texts.append(block["text"]["text"])
+        texts.extend(item["text"] for item in block.get("fields", ()))
+        texts.extend(item["text"] for item in block.get("elements", ()))
+    return texts
+
+
+async def test_data_cannot_mention_or_relabel_links(
+    slack: FakeSlack, resources: SinkResources
+) -> None:
+    await webhook_sink(slack, resources).write(HOSTILE, trigger(EventType.RECORDING_READY))
+
+    [message] = slack.messages
+    texts = message_texts(message)
+    live = [t for t in texts if LIVE_MENTION.search(t.replace("<!date^", ""))]
+    assert live == []
+    assert message["blocks"][0] == section(
+        ":studio_microphone: *Recording ready* · *&lt;!channel&gt; &lt;@U024BE7LH&gt;* → "
+        "*&lt;!subteam^S0123|@sales&gt; &amp; &lt;#C0SECRET&gt;*"
+    )
+    # the URL keeps its characters, percent-encoded, and the label stays ours; a URL that
+    # is not http(s) is left out
+    assert message["blocks"][2] == section(
+        ":studio_microphone: <https://files.example.com/RE1.mp3%7CVerify%20your%20account"
+        "%20%3C!here%3E|Recording> (4m 0s)"
+    )
+    assert "javascript" not in str(message)
+    assert message["blocks"][3] == section("*Summary*\n&lt;!everyone&gt; call me back")
+
+
+async def test_template_values_are_escaped_whatever_their_type(
+    slack: FakeSlack, resources: SinkResources
+) -> None:
+    template = (
+        "<!here> {{ participants }} | {{ participants | map(attribute='name') | join(', ') }}"
+        " | {{ recordings[0] }} | {{ {'who': initiator} }} | {{ initiator | safe }}"
+        " | <{{ recordings[0].url }}|listen>"
+    )
+
+    await webhook_sink(slack, resources, template=template).write(
+        HOSTILE, trigger(EventType.RECORDING_READY)
+    )
+
+    [message] = slack.messages
+    # the template's own mention is live; none of the data's is, in any rendered value
+    assert message["text"].startswith("<!here> ")
+    assert LIVE_MENTION.search(message["text"].removeprefix("<!here> ")) is None
+    assert "&lt;!channel&gt;, &lt;!here&gt; &lt;!everyone&gt; |" in message["text"]
+    assert "{'who': '&lt;!channel&gt; &lt;@U024BE7LH&gt;'}" in message["text"]
+    assert message["text"].endswith(
+        "&lt;!channel&gt; &lt;@U024BE7LH&gt; | <https://files.example.com/RE1.mp3%7CVerify your"
+        " account &lt;!here&gt;|listen>"
+    )
+    assert message["blocks"][0] == section(message["text"])
+
+
+async def test_template_cannot_change_the_record(
+    slack: FakeSlack, resources: SinkResources
+) -> None:
+    sink = webhook_sink(slack, resources, template="{{ recordings.clear() }}{{ initiator }}")
+    record = {**WITH_RECORDING, "recordings": list(WITH_RECORDING["recordings"])}
+
+    with pytest.raises(PermanentError, match="SecurityError"):
+        await sink.write(record, trigger(EventType.RECORDING_READY))
+    assert len(record["recordings"]) == 1
     assert slack.requests == 0
 
 
