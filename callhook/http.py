@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -26,6 +27,18 @@ USER_AGENT = "Callhook/0.1 (+https://github.com/callhook/callhook)"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: of an error answer only the start is read: enough for the vendor's error code
 ERROR_BODY_BYTES = 65536
+#: the longest one exchange with a vendor API may take, request sent to last byte read.
+#: The per-read timeout alone lets a server that trickles a byte every few seconds hold a
+#: worker for ever; real answers take well under a second.
+VENDOR_DEADLINE_S = 30.0
+#: httpcore trace events (its documented `trace` extension) that begin an exchange with the
+#: server, and those that end one
+_EXCHANGE_STARTS = (
+    "connect_tcp.started",
+    "connect_unix_socket.started",
+    "send_request_headers.started",
+)
+_EXCHANGE_ENDS = ("response_closed.complete", ".failed")
 
 
 def make_client(
@@ -146,13 +159,28 @@ async def get_json_object(
     headers: Mapping[str, str],
     target: str,
     not_found_is_late: bool,
+    deadline_s: float = VENDOR_DEADLINE_S,
 ) -> dict[str, Any]:
     """GET a vendor API's JSON object; every failure raised as its `callhook.errors` class
-    (timeouts, unreachable hosts and corrupt encodings retryable, statuses by
-    `raise_for_upstream`, a 2xx over `MAX_RESPONSE_BYTES` permanent)."""
+    (timeouts, an answer slower than `deadline_s`, unreachable hosts and corrupt encodings
+    retryable, statuses by `raise_for_upstream`, a 2xx over `MAX_RESPONSE_BYTES`
+    permanent)."""
+    scope = asyncio.timeout(None)
+    deadline = _ExchangeDeadline(scope, deadline_s)
     try:
-        async with http.stream("GET", url, params=params, headers=headers) as response:
+        async with (
+            scope,
+            http.stream(
+                "GET", url, params=params, headers=headers, extensions={"trace": deadline.trace}
+            ) as response,
+        ):
             content = await _read_capped(response, target=target)
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise RetryableError(
+            f"{target} answer took longer than {deadline_s:g} s", target=target
+        ) from None
     except httpx.TimeoutException as exc:
         raise RetryableError(f"{target} timed out ({type(exc).__name__})", target=target) from None
     except httpx.TransportError as exc:
@@ -176,6 +204,27 @@ async def get_json_object(
     )
     raise_for_upstream(read, target=target, not_found_is_late=not_found_is_late)
     return json_object(read, target=target)
+
+
+class _ExchangeDeadline:
+    """Bounds each exchange with the server to `seconds`, from connecting (or sending the
+    request on a kept-alive connection) to the answer's last byte, armed and disarmed by
+    httpcore's trace events. What comes before an exchange does not count: waiting for a
+    fleet-wide rate-limit slot, for a pooled connection, or out a retry's backoff (the
+    transports under the client may retry a request in place, each try bounded anew)."""
+
+    def __init__(self, scope: asyncio.Timeout, seconds: float) -> None:
+        self.scope = scope
+        self.seconds = seconds
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if self.scope.expired():
+            return  # unwinding after the deadline: the scope can no longer be changed
+        if event.endswith(_EXCHANGE_STARTS):
+            if self.scope.when() is None:
+                self.scope.reschedule(asyncio.get_running_loop().time() + self.seconds)
+        elif event.endswith(_EXCHANGE_ENDS):
+            self.scope.reschedule(None)
 
 
 async def _read_capped(response: httpx.Response, *, target: str) -> bytes:

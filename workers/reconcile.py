@@ -15,7 +15,9 @@ and decides, for each call listed:
 Every request goes through the source's fleet-wide rate limit (callhook/ratelimit.py), like
 enrichment's. A page answered 429/5xx (or not answered) is retried where it failed, with
 backoff honouring Retry-After, so the run resumes from that page; a page that keeps failing
-ends the run with `Summary.error` set.
+ends the run with `Summary.error` set. So does a listing that goes on past
+`[reconcile] max_pages` requests (a vendor that always answers "more"), and a vendor answer
+slower than the vendor clients' deadline (callhook/http.py `VENDOR_DEADLINE_S`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import redis.exceptions
 
 from callhook import metrics
 from callhook.config import Config
-from callhook.errors import AcceptUnavailable, UpstreamError
+from callhook.errors import AcceptUnavailable, PermanentError, UpstreamError
 from callhook.events import Event, EventType
 from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client, parse_retry_after
 from callhook.queues import dedupe_key
@@ -220,6 +222,36 @@ class PageRetryTransport(httpx.AsyncBaseTransport):
         """The inner transport is shared; its owner closes it."""
 
 
+class PageLimitReached(PermanentError):
+    """One run asked the vendor for more than `[reconcile] max_pages` pages."""
+
+
+class PageLimitTransport(httpx.AsyncBaseTransport):
+    """Refuses the request after the `max_pages`-th of one run, with `PageLimitReached`.
+
+    Sits above the page retries, so a page retried in place counts once. The wrapped
+    transport is not owned: closing this one leaves it open.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, max_pages: int) -> None:
+        self.inner = inner
+        self.max_pages = max_pages
+        self.pages = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.pages >= self.max_pages:
+            raise PageLimitReached(
+                f"stopped after {self.max_pages} pages ([reconcile] max_pages): the vendor "
+                "kept answering that more follow",
+                target=request.url.host,
+            )
+        self.pages += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """The inner transport is shared; its owner closes it."""
+
+
 Progress = Callable[[Summary], None]
 
 
@@ -291,8 +323,9 @@ class Reconciler:
             self.transport, self.limiter, source, settings.rate_limit_per_s
         )
         pages = PageRetryTransport(limited, self.page_retry)
+        capped = PageLimitTransport(pages, self.config.reconcile.max_pages)
         context = {"source": source, "since": since.isoformat(), "until": until.isoformat()}
-        async with make_client(timeout=self.http_timeout, transport=pages) as http:
+        async with make_client(timeout=self.http_timeout, transport=capped) as http:
             client = vendor.client(settings, http)
             try:
                 async for listed in client.list_calls(since, until):

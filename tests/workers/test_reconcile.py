@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,10 +23,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from callhook.cli import main
 from callhook.events import EventType
-from callhook.queues import ENRICH_QUEUE, queue_key
+from callhook.queues import ENRICH_QUEUE, messages_key, queue_key
 from callhook.record import LastEvent
 from callhook.sandbox import prepare
 from callhook.testevent import default_type
@@ -435,3 +441,100 @@ def test_a_reconcile_event_maps_its_listed_call_like_a_get_call_answer() -> None
             )
         }
     )
+
+
+# --- a vendor whose listing never ends, ids a listing must not feed ------------------------
+
+#: every vendor's List Calls path (under the source's api_base_url)
+LIST_PATHS = {"cometchat": "/calls", "diga": "/v1/call/", "openphone": "/v1/calls"}
+
+
+def endless_listing(vendor_name: str, served: list[str]) -> Starlette:
+    """A List Calls that always answers a full page of new finished calls, saying more
+    follow (a total of 10⁹ pages, `has_more`, or a new `nextPageToken`)."""
+    vendor = VENDORS[vendor_name]
+
+    async def listing(request: Request) -> Response:
+        served.append(str(request.url.query))
+        number = len(served)
+        calls = [vendor.simulated_call(None, now=time.time() - 600).call for _ in range(100)]
+        pagination = {"total": 10**11, "per_page": 100, "current_page": number}
+        return JSONResponse(
+            {
+                "data": calls,
+                "meta": {"pagination": {**pagination, "total_pages": 10**9}},
+                "has_more": True,
+                "last_id": calls[-1].get("id"),
+                "nextPageToken": f"page-{number + 1}",
+            }
+        )
+
+    return Starlette(routes=[Route(LIST_PATHS[vendor_name], listing)])
+
+
+@pytest.mark.parametrize("source", sorted(VENDORS))
+def test_a_listing_that_never_ends_stops_at_max_pages_with_a_clear_error(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str, source: str
+) -> None:
+    served: list[str] = []
+    sandbox = prepare(tmp_path / "var", ingress_host="127.0.0.1", ingress_port=0, simulator_port=1)
+    sources = tomllib.loads(sandbox.config_path.read_text())["sources"]
+    with ServerThread(endless_listing(source, served)) as vendor_api:
+        sources[source].update(api_base_url=vendor_api.url, rate_limit_per_s=1000.0)
+        if source == "openphone":  # straight to List Calls: no numbers or people to find
+            sources[source].update(phone_number_ids=["PNq8Xk2Lm0"], participants=["+12125550123"])
+        config = pipeline_config(
+            sandbox.config_path,
+            redis_server_url,
+            redis_namespace,
+            tmp_path / "records.jsonl",
+            [],
+            sections={"sources": sources, "reconcile": {"max_pages": 3}},
+        )
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        result = CliRunner().invoke(
+            main, ["reconcile", source, "--since", since, "--config", str(config.origin)]
+        )
+    assert result.exit_code == 1, result.output
+    assert len(served) == 3
+    assert "  calls seen            300" in result.output
+    assert (
+        "  error: List Calls failed after 300 calls: stopped after 3 pages ([reconcile] "
+        "max_pages): the vendor kept answering that more follow (the rest of the window was "
+        "not checked)"
+    ) in result.output
+    # what the three pages listed was fed all the same
+    client = redis.Redis.from_url(redis_server_url)
+    try:
+        assert client.llen(queue_key(redis_namespace, ENRICH_QUEUE)) == 300
+    finally:
+        client.close()
+
+
+#: ids a vendor API could list that must never become a URL (`..` names the API's root)
+NOT_CALL_IDS = ["..", ".", "a/b", "x%2F.."]
+
+
+@pytest.mark.parametrize("source", sorted(VENDORS))
+async def test_a_listed_call_whose_id_is_not_the_vendors_is_skipped_and_named(
+    idle_pipeline: Pipeline, source: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline = idle_pipeline
+    calls = seed(pipeline, source, 5, first=time.time() - 3600)
+    vendor = VENDORS[source]
+    for bad in NOT_CALL_IDS:
+        register(pipeline.state(source), vendor.simulated_call(bad, now=time.time() - 1800))
+
+    with caplog.at_level(logging.WARNING, logger="callhook.vendors"):
+        summary = await reconcile(pipeline, source)
+    assert counts(summary) == {"seen": 5, "new": 5}
+    (note,) = summary.notes
+    assert note.startswith(f"{len(NOT_CALL_IDS)} listed calls have an id that is not a")
+    assert f"  not covered: {note}" in render(summary).splitlines()
+    warned = [r.getMessage() for r in caplog.records if r.name == "callhook.vendors"]
+    assert [any(repr(bad) in line for line in warned) for bad in NOT_CALL_IDS] == [True] * 4
+    # the five real calls were fed; none of the others, and nothing asked the API about them
+    assert enqueued(pipeline) == 5
+    messages = pipeline.redis.hvals(messages_key(pipeline.config.redis.namespace, ENRICH_QUEUE))
+    fed = {orjson.loads(raw)["kwargs"]["call_id"] for raw in messages}
+    assert fed == {call.call_id for call in calls}

@@ -6,16 +6,17 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from callhook.errors import NotReadyYet, RetryableError
 from callhook.events import EventType
-from callhook.http import get_json_object
+from callhook.http import VENDOR_DEADLINE_S, get_json_object
 from callhook.lenient import boolean, number, text, timestamp
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.cometchat.config import CometChatSource
+from callhook.vendors.cometchat.webhook import SESSION_ID
+from callhook.vendors.ids import ListedIds
 
 TARGET = "cometchat API"
 #: List Calls page size (the docs give no maximum; 100 keeps pages small and few)
@@ -25,19 +26,28 @@ PAGE_SIZE = 100
 class CometChatClient(VendorClient):
     """Calls API requests for one source, on the worker's shared httpx client."""
 
-    def __init__(self, config: CometChatSource, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: CometChatSource,
+        http: httpx.AsyncClient,
+        *,
+        deadline_s: float = VENDOR_DEADLINE_S,
+    ) -> None:
         self._base = config.api_base_url
         self._headers = {
             "apikey": config.api_key.get_secret_value(),
             "accept": "application/json",
         }
         self._http = http
+        self._deadline_s = deadline_s
+        #: what the last `list_calls` could not cover (read by reconcile after listing)
+        self.coverage_notes: list[str] = []
 
     async def fetch(self, call_id: str, event_type: EventType) -> Fetched:
         """Get Call. Recordings and transcriptions come inside the call object; for a
-        recording/transcript event whose call does not show them yet, `NotReadyYet`."""
-        # the id comes from a webhook body: quoted so it can only ever name one path segment
-        path = "/calls/" + quote(call_id, safe="")
+        recording/transcript event whose call does not show them yet, `NotReadyYet`.
+        `PermanentError` for an id that is not a session id (it never becomes a URL)."""
+        path = "/calls/" + SESSION_ID.path_segment(call_id, target=TARGET)
         body = await self._get(path, params=None, not_found_is_late=True)
         call = _unwrap(body, call_id)
         extras: dict[str, Any] = {}
@@ -64,11 +74,16 @@ class CometChatClient(VendorClient):
         seconds) to narrow the listing, and is applied again here on each call's
         `initiatedAt` (else `startedAt`): the docs do not say which call time the API
         filters on. A call seen on an earlier page (pages shift when calls arrive while
-        paging) is not yielded twice.
+        paging) is not yielded twice; one whose id is not a session id is skipped. A page
+        that lists exactly the calls of the page before (the API ignoring `page`) is a
+        `RetryableError`, not the start of an endless walk.
         """
+        self.coverage_notes = []
+        ids = ListedIds(SESSION_ID, target=TARGET, notes=self.coverage_notes)
         start, end = _unix(since), _unix(until)
         params = {"startedAt": str(math.floor(start)), "endedAt": str(math.ceil(end))}
         seen: set[str] = set()
+        previous: list[str | None] = []
         page = 1
         while True:
             body = await self._get(
@@ -79,11 +94,18 @@ class CometChatClient(VendorClient):
             calls = body.get("data")
             if not isinstance(calls, list):
                 raise RetryableError(f"{TARGET} listed calls without a data array", target=TARGET)
+            listed = [text(call.get("sessionId")) for call in calls if isinstance(call, dict)]
+            if listed and listed == previous:
+                raise RetryableError(
+                    f"{TARGET} answered page {page} with the calls of page {page - 1} again",
+                    target=TARGET,
+                )
+            previous = listed
             for call in calls:
                 if not isinstance(call, dict):
                     continue
                 session_id = text(call.get("sessionId"))
-                if session_id is None or session_id in seen:
+                if session_id is None or session_id in seen or not ids.usable(session_id):
                     continue
                 moment = timestamp(call.get("initiatedAt")) or timestamp(call.get("startedAt"))
                 if moment is not None and not start <= moment < end:
@@ -104,6 +126,7 @@ class CometChatClient(VendorClient):
             headers=self._headers,
             target=TARGET,
             not_found_is_late=not_found_is_late,
+            deadline_s=self._deadline_s,
         )
 
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,9 +20,21 @@ from callhook.events import Delivery, Event
 from callhook.lenient import dig, iso_utc, text
 from callhook.vendors.cometchat.config import CometChatSource
 from callhook.vendors.cometchat.mapping import MESSAGE_TRIGGERS, TRIGGERS
+from callhook.vendors.ids import IdFormat
 
 #: a missed call without a session id is named after its call message: `msg_<data.call.id>`
 MESSAGE_ID_PREFIX = "msg_"
+
+#: CometChat's session ids look like `v1.us.<app id>.<unix time><hex>`; a Calls SDK session
+#: may be named by the app (a group's guid, a uuid), so any letters, digits and `._:-`
+#: starting with a letter or digit (so never `.` or `..`)
+SESSION_ID = IdFormat(
+    "a CometChat session id", re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,254}", re.ASCII)
+)
+#: a call message's id (`data.call.id`): numeric in every example, same charset allowed
+MESSAGE_ID = IdFormat(
+    "a CometChat message id", re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,254}", re.ASCII)
+)
 
 #: per session trigger, the `data` field the vendor documents as the second dedupe part
 #: (after `data.sessionId`), and whether that field is the event's own time
@@ -103,6 +116,7 @@ def parse(delivery: Delivery) -> Event:
     session_id = text(data.get("sessionId"))
     if session_id is None:
         raise BadPayload("no data.sessionId")
+    SESSION_ID.accepted(session_id, "data.sessionId")
     path, is_event_time = _SESSION_KEY_FIELD[trigger]
     second = text(dig(data, *path)) or _digest(delivery.body)
     return Event(
@@ -126,6 +140,10 @@ def _message_event(
     session_id = text(dig(entity, "sessionid")) or text(dig(entity, "sessionId"))
     if session_id is None and message_id is None:
         raise BadPayload("no data.call.id and no session id")
+    if session_id is not None:
+        SESSION_ID.accepted(session_id, "the call message's session id")
+    if message_id is not None:
+        MESSAGE_ID.accepted(message_id, "data.call.id")
     sent_at = dig(message, "sentAt")
     second = text(sent_at) or _digest(body)
     changed_at = sent_at if trigger == "call_initiated" else dig(message, "updatedAt") or sent_at

@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import EventType
-from callhook.http import get_json_object
+from callhook.http import VENDOR_DEADLINE_S, get_json_object
 from callhook.lenient import boolean, text, timestamp
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.diga.config import DigaSource, reveal
+from callhook.vendors.diga.webhook import CALL_ID
+from callhook.vendors.ids import ListedIds
 
 TARGET = "diga API"
 #: List Calls and messages page size (the API allows 1..1000)
 PAGE_SIZE = 100
+#: a call's messages are read to at most this many pages (10,000 messages at the default
+#: page size, far beyond any call): an API that always has more cannot hold a worker
+MAX_MESSAGE_PAGES = 100
 
 #: events after which the call's conversation is worth fetching (a no-answer has none)
 _TRANSCRIPT_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED})
@@ -31,7 +35,12 @@ class DigaClient(VendorClient):
     """Diga API requests for one source, on the worker's shared httpx client."""
 
     def __init__(
-        self, config: DigaSource, http: httpx.AsyncClient, *, page_size: int = PAGE_SIZE
+        self,
+        config: DigaSource,
+        http: httpx.AsyncClient,
+        *,
+        page_size: int = PAGE_SIZE,
+        deadline_s: float = VENDOR_DEADLINE_S,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be within 1..1000")
@@ -42,16 +51,20 @@ class DigaClient(VendorClient):
         }
         self._http = http
         self._page_size = page_size
+        self._deadline_s = deadline_s
+        #: what the last `list_calls` could not cover (read by reconcile after listing)
+        self.coverage_notes: list[str] = []
 
     async def fetch(self, call_id: str, event_type: EventType) -> Fetched:
         """Get Call; after a completed or failed call also every page of its messages
         (`extras["transcript"]`, oldest first; a 403/404 there becomes a note).
 
         `NotReadyYet` on a 404, and when Get Call still shows a finished call as dialing
-        or in progress (the API has not caught up with the workflow yet).
+        or in progress (the API has not caught up with the workflow yet). `PermanentError`
+        for an id that is not a UUID (it never becomes a URL), and for messages that go on
+        past `MAX_MESSAGE_PAGES` pages.
         """
-        # the id comes from a webhook body: quoted so it can only ever name one path segment
-        path = "/v1/call/" + quote(call_id, safe="")
+        path = "/v1/call/" + CALL_ID.path_segment(call_id, target=TARGET)
         call = await self._get(path, params=None, not_found_is_late=True)
         if text(call.get("id")) is None:
             raise RetryableError(f"{TARGET} answered a call without id", target=TARGET)
@@ -61,7 +74,8 @@ class DigaClient(VendorClient):
         if event_type not in _TRANSCRIPT_EVENTS:
             return Fetched(call=call)
         try:
-            messages = [item async for item in self._pages(path + "/message", {})]
+            pages = self._pages(path + "/message", {}, max_pages=MAX_MESSAGE_PAGES)
+            messages = [item async for item in pages]
         except PermanentError as exc:
             if exc.status_code not in (403, 404):
                 raise
@@ -78,14 +92,17 @@ class DigaClient(VendorClient):
         The window goes to the API as `start_created_date`/`end_created_date` and is
         applied again here on each call's `created_date` (half-open, so adjacent windows
         never share a call). Pages follow the `after=<last_id>` cursor while `has_more`;
-        `before` is never sent (the API refuses both cursors together).
+        `before` is never sent (the API refuses both cursors together). A call whose id is
+        not a UUID is skipped.
         """
+        self.coverage_notes = []
+        ids = ListedIds(CALL_ID, target=TARGET, notes=self.coverage_notes)
         start, end = _utc(since), _utc(until)
         window = {"start_created_date": _iso(start), "end_created_date": _iso(end)}
         seen: set[str] = set()
         async for call in self._pages("/v1/call/", window):
             call_id = text(call.get("id"))
-            if call_id is None or call_id in seen:
+            if call_id is None or call_id in seen or not ids.usable(call_id):
                 continue
             created = timestamp(call.get("created_date"))
             if created is not None and not start.timestamp() <= created < end.timestamp():
@@ -94,12 +111,19 @@ class DigaClient(VendorClient):
             yield call
 
     async def _pages(
-        self, path: str, filters: Mapping[str, str]
+        self, path: str, filters: Mapping[str, str], *, max_pages: int | None = None
     ) -> AsyncIterator[Mapping[str, Any]]:
         """Every item of a cursor-paged listing, ascending, following `after` while
-        `has_more`. A 404 here is not "late": the call was found a moment before."""
+        `has_more` (to `max_pages` pages at most, when given: past it, `PermanentError`).
+        A 404 here is not "late": the call was found a moment before."""
         cursor: str | None = None
+        read = 0
         while True:
+            if max_pages is not None and read >= max_pages:
+                raise PermanentError(
+                    f"{TARGET} still had more after {max_pages} pages of {path}", target=TARGET
+                )
+            read += 1
             params = {**filters, "limit": str(self._page_size), "order": "asc"}
             if cursor is not None:
                 params["after"] = cursor
@@ -129,6 +153,7 @@ class DigaClient(VendorClient):
             headers=self._headers,
             target=TARGET,
             not_found_is_late=not_found_is_late,
+            deadline_s=self._deadline_s,
         )
 
 

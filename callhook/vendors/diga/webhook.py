@@ -16,9 +16,13 @@ from callhook.events import Delivery, Event
 from callhook.lenient import iso_utc, text
 from callhook.vendors.diga.config import DigaSource, reveal
 from callhook.vendors.diga.mapping import CALL_FINISHED, finished_type
+from callhook.vendors.ids import IdFormat
 
 #: Diga's ids are UUIDs in the canonical 8-4-4-4-12 form
-_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+CALL_ID = IdFormat(
+    "a Diga call id (a UUID)",
+    re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", re.ASCII),
+)
 
 
 def authenticate(config: DigaSource, delivery: Delivery, *, now: float, tolerance_s: int) -> None:
@@ -41,23 +45,23 @@ def authenticate(config: DigaSource, delivery: Delivery, *, now: float, toleranc
 
 
 def parse(delivery: Delivery) -> Event:
-    """The Event for an authenticated "Call Finished" body; `BadPayload` without `call_id`.
+    """The Event for an authenticated "Call Finished" body; `BadPayload` without a
+    `call_id`, or with one that is not a UUID (no Diga call has it: a workflow template
+    that did not render, say: the workflow's HTTP step sees the 400 and its reason).
 
     The type follows the final `status`: no_answer → call.missed, failed → call.failed,
-    anything else (completed, transferred, absent) → call.completed. A `call_id` that is
-    not a UUID cannot name a call in Diga's API (a workflow template that did not render,
-    say): the event is kept, from its payload alone, but not fetched.
+    anything else (completed, transferred, absent) → call.completed.
     """
     payload = delivery.json_object()
     call_id = text(payload.get("call_id"))
     if call_id is None:
         raise BadPayload("no call_id")
+    CALL_ID.accepted(call_id, "call_id")
     return Event(
         event_key=f"{CALL_FINISHED}:{call_id}",
         vendor_type=CALL_FINISHED,
         type=finished_type(payload.get("status")),
         call_id=call_id,
         payload=payload,
-        fetchable=_UUID.fullmatch(call_id) is not None,
         occurred_at=iso_utc(payload.get("end_time")),
     )

@@ -11,18 +11,18 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import EventType
-from callhook.http import get_json_object
+from callhook.http import VENDOR_DEADLINE_S, get_json_object
 from callhook.lenient import text
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.openphone.config import OpenPhoneSource
 from callhook.vendors.openphone.fields import ready
 from callhook.vendors.openphone.listing import ListCalls
+from callhook.vendors.openphone.webhook import CALL_ID
 
 TARGET = "openphone API"
 
@@ -46,7 +46,13 @@ _PLAN_GATED = frozenset({"summary", "transcript"})
 class OpenPhoneClient(VendorClient):
     """Quo API requests for one source, on the worker's shared httpx client."""
 
-    def __init__(self, config: OpenPhoneSource, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: OpenPhoneSource,
+        http: httpx.AsyncClient,
+        *,
+        deadline_s: float = VENDOR_DEADLINE_S,
+    ) -> None:
         self._config = config
         self._base = config.api_base_url
         self._headers = {
@@ -54,13 +60,14 @@ class OpenPhoneClient(VendorClient):
             "accept": "application/json",
         }
         self._http = http
+        self._deadline_s = deadline_s
         #: what the last `list_calls` could not cover (read by reconcile after listing)
         self.coverage_notes: list[str] = []
 
     async def fetch(self, call_id: str, event_type: EventType) -> Fetched:
-        """Get Call, then the extras the event type calls for (see `EXTRAS`)."""
-        # the id comes from a webhook body: quoted so it can only ever name one path segment
-        segment = quote(call_id, safe="")
+        """Get Call, then the extras the event type calls for (see `EXTRAS`).
+        `PermanentError` for an id that is not a Quo call id (it never becomes a URL)."""
+        segment = CALL_ID.path_segment(call_id, target=TARGET)
         body = await self.get(f"/v1/calls/{segment}", params=None, not_found_is_late=True)
         call = body.get("data")
         if not isinstance(call, dict) or text(call.get("id")) is None:
@@ -129,6 +136,7 @@ class OpenPhoneClient(VendorClient):
             headers=self._headers,
             target=TARGET,
             not_found_is_late=not_found_is_late,
+            deadline_s=self._deadline_s,
         )
 
 

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from callhook.errors import RetryableError
 from callhook.lenient import text, timestamp
+from callhook.vendors.ids import ListedIds
 from callhook.vendors.openphone.config import OpenPhoneSource
+from callhook.vendors.openphone.webhook import CALL_ID
 
 #: the API's maximum `maxResults`
 PAGE_SIZE = 100
@@ -51,7 +53,8 @@ class ListCalls:
 
     async def calls(self, since: datetime, until: datetime) -> AsyncIterator[Mapping[str, Any]]:
         """Every call created in [since, until), each once even when it shows up under two
-        (number, counterparty) pairs."""
+        (number, counterparty) pairs; one whose id is not a Quo call id is skipped."""
+        ids = ListedIds(CALL_ID, target=self._target, notes=self.notes)
         seen: set[str] = set()
         window = {
             "createdAfter": _iso(since - WINDOW_MARGIN),
@@ -68,6 +71,8 @@ class ListCalls:
                 async for call in self._pages("/v1/calls", query):
                     call_id = text(call.get("id"))
                     if call_id is None or call_id in seen or not created_in(call, since, until):
+                        continue
+                    if not ids.usable(call_id):
                         continue
                     seen.add(call_id)
                     yield call
@@ -120,8 +125,11 @@ class ListCalls:
         return found
 
     async def _pages(self, path: str, query: Mapping[str, str]) -> AsyncIterator[Mapping[str, Any]]:
-        """Each item of every page, following `nextPageToken` until it is empty."""
+        """Each item of every page, following `nextPageToken` until a page is empty or has
+        none. A page that gives back the token it was asked with, or lists exactly the items
+        of the page before, is a `RetryableError`: following it would never end."""
         token: str | None = None
+        previous: list[str | None] = []
         while True:
             params = {**query, "pageToken": token} if token else dict(query)
             body = await self._get(path, params=params, not_found_is_late=False)
@@ -130,13 +138,24 @@ class ListCalls:
                 raise RetryableError(
                     f"{self._target} answered {path} without a data array", target=self._target
                 )
+            listed = [text(item.get("id")) for item in page if isinstance(item, dict)]
+            if listed and listed == previous:
+                raise RetryableError(
+                    f"{self._target} answered {path} with the items of the page before again",
+                    target=self._target,
+                )
+            previous = listed
             for item in page:
                 if isinstance(item, dict):
                     yield item
             following = text(body.get("nextPageToken"))
-            # an empty page or a repeated token would otherwise loop for ever
-            if not page or following is None or following == token:
+            if not page or following is None:
                 return
+            if following == token:
+                raise RetryableError(
+                    f"{self._target} answered {path} with the page token it was asked with",
+                    target=self._target,
+                )
             token = following
 
 

@@ -8,12 +8,14 @@ keyed with `signing_secret`). A generation whose secret is empty in the config i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from callhook.errors import AuthenticationFailed, BadPayload
 from callhook.events import Delivery, Event
 from callhook.lenient import iso_utc, text
+from callhook.vendors.ids import IdFormat
 from callhook.vendors.openphone.config import OpenPhoneSource
 from callhook.vendors.openphone.mapping import CALL_ID_EVENTS, event_objects, event_type
 from callhook.vendors.openphone.signatures import (
@@ -29,6 +31,12 @@ from callhook.vendors.openphone.signatures import (
 #: different namespaces, so they are kept apart
 LEGACY_KEY_PREFIX = "evt"
 STANDARD_KEY_PREFIX = "whk"
+
+#: Quo's ids are a two-letter kind and letters or digits (`AC` + 32 hex digits in practice;
+#: the API reference's pattern for a call id is `^AC(.*)$`, its example `AC123abc`)
+CALL_ID = IdFormat("a Quo call id (AC...)", re.compile(r"AC[A-Za-z0-9]{1,62}", re.ASCII))
+#: a voicemail whose call Quo could not resolve is recorded under its own id
+OWN_ID = IdFormat("a Quo id", re.compile(r"[A-Za-z]{2}[A-Za-z0-9]{1,62}", re.ASCII))
 
 
 def authenticate(
@@ -97,15 +105,15 @@ def _call_identity(vendor_type: str, obj: Mapping[str, Any]) -> tuple[str, bool]
     if vendor_type in CALL_ID_EVENTS:
         call_id = text(obj.get("callId"))
         if call_id is not None:
-            return call_id, True
+            return CALL_ID.accepted(call_id, "callId"), True
         own_id = text(obj.get("id"))
         if vendor_type == "call.voicemail.completed" and own_id is not None:
-            return own_id, False
+            return OWN_ID.accepted(own_id, "the voicemail's id"), False
         raise BadPayload("no callId")
     call_id = text(obj.get("id"))
     if call_id is None:
         raise BadPayload("no call id")
-    return call_id, True
+    return CALL_ID.accepted(call_id, "the call's id"), True
 
 
 def _event_key(delivery: Delivery, payload: Mapping[str, Any], vendor_type: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -238,6 +238,54 @@ async def test_list_calls_empty_window(
     listed = [call async for call in client_for(api_server, http).list_calls(since, until)]
     assert listed == []
     assert api_state.requests == [("GET", "/calls")]
+
+
+async def collect(calls: AsyncIterator[Mapping[str, Any]], into: list[str], key: str) -> None:
+    async for call in calls:
+        into.append(call[key])
+
+
+async def test_list_calls_refuses_a_page_that_repeats_the_page_before(
+    http: httpx.AsyncClient,
+) -> None:
+    """An API that ignores `page` (and claims a billion pages) would be walked for ever:
+    the second identical page ends the listing with an error instead."""
+    calls = [{"sessionId": f"v1.us.s.{i}", "initiatedAt": int(NOW) + i} for i in range(100)]
+    asked: list[str] = []
+
+    async def listing(request: Request) -> Response:
+        asked.append(request.query_params["page"])
+        pagination = {"current_page": 1, "per_page": 100, "total_pages": 10**9}
+        return JSONResponse({"data": calls, "meta": {"pagination": pagination}})
+
+    listed: list[str] = []
+    with ServerThread(Starlette(routes=[Route("/calls", listing)])) as server:
+        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        calls_listed = client_for(server, http).list_calls(since, until)
+        with pytest.raises(RetryableError, match="answered page 2 with the calls of page 1"):
+            await collect(calls_listed, listed, "sessionId")
+    assert listed == [call["sessionId"] for call in calls]
+    assert asked == ["1", "2"]
+
+
+async def test_list_calls_skips_a_call_whose_id_is_no_session_id(
+    http: httpx.AsyncClient,
+) -> None:
+    ids = ["v1.us.s.1", "..", "a/b", "v1.us.s.2"]
+    calls = [{"sessionId": cid, "initiatedAt": int(NOW)} for cid in ids]
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"data": calls, "meta": {"pagination": {"total_pages": 1}}})
+
+    with ServerThread(Starlette(routes=[Route("/calls", listing)])) as server:
+        client = client_for(server, http)
+        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        listed = [c["sessionId"] async for c in client.list_calls(since, until)]
+    assert listed == ["v1.us.s.1", "v1.us.s.2"]
+    assert client.coverage_notes == [
+        "2 listed calls have an id that is not a CometChat session id; they were skipped "
+        "(see the log)"
+    ]
 
 
 async def test_list_calls_survives_pages_shifting_under_it(http: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from callhook.events import EventType
 from callhook.http import make_client
 from callhook.vendors.base import Fetched, SimulatedCall, VendorSimulatorState
 from callhook.vendors.diga import Diga, DigaClient
+from callhook.vendors.diga.client import MAX_MESSAGE_PAGES
 from callhook.vendors.diga.simulate import iso, simulated_call
 from callhook.vendors.simulator import register
 from tests.servers import ServerThread
@@ -229,6 +230,43 @@ async def test_malformed_message_pages_are_retryable(
         await client_for(server, http).fetch(UNKNOWN_ID, EventType.COMPLETED)
 
 
+async def test_messages_that_never_end_stop_at_max_message_pages(http: httpx.AsyncClient) -> None:
+    """An API that always has one more page of messages (each with a new cursor) cannot
+    hold the worker: past MAX_MESSAGE_PAGES the fetch is a `PermanentError` saying so."""
+    call = simulated_call(UNKNOWN_ID, NOW).call
+    asked: list[str | None] = []
+
+    def endless(request: Request) -> Response:
+        asked.append(request.query_params.get("after"))
+        message = {"id": f"00000000-0000-4000-8000-{len(asked):012d}", "role": "user"}
+        return JSONResponse({"data": [message], "has_more": True, "last_id": message["id"]})
+
+    reason = f"still had more after {MAX_MESSAGE_PAGES} pages"
+    with (
+        ServerThread(canned(orjson.dumps(call), endless)) as server,
+        pytest.raises(PermanentError, match=reason),
+    ):
+        await client_for(server, http).fetch(UNKNOWN_ID, EventType.COMPLETED)
+    assert len(asked) == MAX_MESSAGE_PAGES
+
+
+async def test_list_calls_skips_a_call_whose_id_is_no_uuid(http: httpx.AsyncClient) -> None:
+    ids = ["00000000-0000-4000-8000-000000000001", "..", "a/b", UNKNOWN_ID]
+    calls = [{"id": cid, "created_date": iso(NOW + 1)} for cid in ids]
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"data": calls, "has_more": False})
+
+    with ServerThread(Starlette(routes=[Route("/v1/call/", listing)])) as server:
+        client = client_for(server, http)
+        listed = [c["id"] async for c in client.list_calls(*window(NOW, NOW + 10))]
+    assert listed == [ids[0], ids[3]]
+    assert client.coverage_notes == [
+        "2 listed calls have an id that is not a Diga call id (a UUID); they were skipped "
+        "(see the log)"
+    ]
+
+
 @pytest.mark.parametrize("status", [403, 404])
 async def test_messages_refused_still_enrich_the_call(http: httpx.AsyncClient, status: int) -> None:
     call = simulated_call(UNKNOWN_ID, NOW).call
@@ -298,11 +336,12 @@ async def test_list_calls_follows_the_after_cursor_and_never_sends_before(
 ) -> None:
     """The window goes out as ISO date-times, pages follow `after=last_id`, and a call a
     page repeats (or one outside the window) is not yielded."""
-    calls = [{"id": f"call-{i}", "created_date": iso(NOW + i)} for i in range(5)]
+    ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(6)]
+    calls = [{"id": ids[i], "created_date": iso(NOW + i)} for i in range(5)]
     pages = {
         None: ([calls[0], calls[1]], True),
-        "call-1": ([calls[1], calls[2], calls[3]], True),
-        "call-3": ([calls[4], {"id": "late", "created_date": iso(NOW + 99)}], False),
+        ids[1]: ([calls[1], calls[2], calls[3]], True),
+        ids[3]: ([calls[4], {"id": ids[5], "created_date": iso(NOW + 99)}], False),
     }
     seen: list[dict[str, str]] = []
 
@@ -321,7 +360,7 @@ async def test_list_calls_follows_the_after_cursor_and_never_sends_before(
         "limit": "3",
         "order": "asc",
     }
-    assert seen == [base, {**base, "after": "call-1"}, {**base, "after": "call-3"}]
+    assert seen == [base, {**base, "after": ids[1]}, {**base, "after": ids[3]}]
 
 
 async def test_list_calls_sees_a_call_created_while_paging_once(

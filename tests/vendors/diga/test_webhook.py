@@ -155,7 +155,7 @@ def test_bad_credentials_are_refused(delivery: Delivery, reason: str) -> None:
 
 
 def test_wrong_secret_in_config_is_refused() -> None:
-    rotated = configured(webhook_token="rotated-token")
+    rotated = configured(webhook_token="rotated-token-0123456789")
     with pytest.raises(AuthenticationFailed, match="wrong token"):
         VENDOR.authenticate(rotated, signed(fixture_body("call_finished")), now=NOW, tolerance_s=1)
 
@@ -221,23 +221,22 @@ def test_unusable_payloads_are_bad(body: bytes, reason: str) -> None:
     assert raised.value.reason == reason
 
 
-@pytest.mark.parametrize(
-    ("call_id", "fetchable"),
-    [
-        ("7C1E4B2A-9D3F-4E5A-8B6C-0D1E2F3A4B5C", True),
-        ("{{trigger.call_id}}", False),
-        ("7c1e4b2a9d3f4e5a8b6c0d1e2f3a4b5c", False),
-        ("../../v1/agent", False),
-        (12345, False),
-    ],
-)
-def test_a_call_id_that_is_no_uuid_is_kept_but_not_fetched(
-    call_id: str | int, fetchable: bool
-) -> None:
-    """A workflow whose template did not render posts a call id Diga's API cannot know."""
+def test_an_upper_case_uuid_is_a_call_id() -> None:
+    call_id = "7C1E4B2A-9D3F-4E5A-8B6C-0D1E2F3A4B5C"
     event = VENDOR.parse(signed(orjson.dumps({"call_id": call_id, "status": "completed"})))
     assert (event.call_id, event.event_key, event.fetchable) == (
-        str(call_id),
+        call_id,
         f"call_finished:{call_id}",
-        fetchable,
+        True,
     )
+
+
+@pytest.mark.parametrize(
+    "call_id", ["{{trigger.call_id}}", "7c1e4b2a9d3f4e5a8b6c0d1e2f3a4b5c", "../../v1/agent", 12345]
+)
+def test_a_call_id_that_is_no_uuid_is_refused(call_id: str | int) -> None:
+    """A workflow whose template did not render posts a call id no Diga call has: the
+    workflow's HTTP step is answered 400 with the reason, rather than a record made up."""
+    with pytest.raises(BadPayload) as raised:
+        VENDOR.parse(signed(orjson.dumps({"call_id": call_id, "status": "completed"})))
+    assert raised.value.reason == f"call_id is not a Diga call id (a UUID): {str(call_id)!r}"

@@ -313,19 +313,6 @@ async def test_a_summary_without_a_data_object_is_retryable(http: httpx.AsyncCli
         await client_for(server, http).fetch("AC1", EventType.SUMMARY_READY)
 
 
-async def test_call_id_is_one_path_segment(http: httpx.AsyncClient) -> None:
-    raw_paths: list[bytes] = []
-
-    async def anything(request: Request) -> Response:
-        raw_paths.append(request.scope["raw_path"])
-        return JSONResponse({"message": "Call not found", "code": "0100404"}, status_code=404)
-
-    app = Starlette(routes=[Route("/{path:path}", anything)])
-    with ServerThread(app) as server, pytest.raises(NotReadyYet):
-        await client_for(server, http).fetch("../phone-numbers?x=1", EventType.RINGING)
-    assert raw_paths == [b"/v1/calls/..%2Fphone-numbers%3Fx%3D1"]
-
-
 # --- List Calls ---------------------------------------------------------------------------
 
 NUMBERS = ("PNq8Xk2Lm0", "PNz3Yw9Vb1")
@@ -450,6 +437,57 @@ async def test_list_calls_sends_the_documented_query(http: httpx.AsyncClient) ->
         "createdBefore": "2026-04-13T15:15:01.000Z",
     }
     assert seen == [query, {**query, "pageToken": "same"}]
+
+
+async def collect(calls: AsyncIterator[Mapping[str, Any]], into: list[str]) -> None:
+    async for call in calls:
+        into.append(call["id"])
+
+
+@pytest.mark.parametrize(
+    ("second_page", "error", "yielded"),
+    [
+        (("AC2", "same"), "with the page token it was asked with", ["AC1", "AC2"]),
+        (("AC1", "another"), "with the items of the page before again", ["AC1"]),
+    ],
+)
+async def test_list_calls_refuses_a_page_that_goes_nowhere(
+    http: httpx.AsyncClient, second_page: tuple[str, str], error: str, yielded: list[str]
+) -> None:
+    """A page that hands back the token it was asked with, or lists exactly the calls of
+    the page before under a new token, would be followed for ever: it is an error."""
+    pages = {None: ("AC1", "same"), "same": second_page}
+
+    async def listing(request: Request) -> Response:
+        call_id, following = pages[request.query_params.get("pageToken")]
+        page = [{"id": call_id, "createdAt": "2026-04-13T15:06:00Z"}]
+        return JSONResponse({"data": page, "nextPageToken": following})
+
+    listed: list[str] = []
+    app = Starlette(routes=[Route("/v1/calls", listing)])
+    with ServerThread(app) as server:
+        client = client_for(server, http, phone_number_ids=["PNq8Xk2Lm0"], participants=["+1212"])
+        with pytest.raises(RetryableError, match=error):
+            await collect(client.list_calls(*_window(NOW, NOW + 600)), listed)
+    assert listed == yielded
+
+
+async def test_list_calls_skips_a_call_whose_id_is_no_quo_call_id(http: httpx.AsyncClient) -> None:
+    ids = ["AC1", "..", "AC1/../../v1/phone-numbers", "AC2"]
+    page = [{"id": cid, "createdAt": "2026-04-13T15:06:00Z"} for cid in ids]
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"data": page, "nextPageToken": None})
+
+    app = Starlette(routes=[Route("/v1/calls", listing)])
+    with ServerThread(app) as server:
+        client = client_for(server, http, phone_number_ids=["PNq8Xk2Lm0"], participants=["+1212"])
+        listed = [c["id"] async for c in client.list_calls(*_window(NOW, NOW + 600))]
+    assert listed == ["AC1", "AC2"]
+    assert client.coverage_notes == [
+        "2 listed calls have an id that is not a Quo call id (AC...); they were skipped "
+        "(see the log)"
+    ]
 
 
 async def test_counterparties_skip_numbers_list_calls_would_refuse(
