@@ -5,7 +5,8 @@
     ├── DeliveryRejected              an inbound webhook we refuse (never retried by us)
     │   ├── AuthenticationFailed      -> 401; `reason` is logged, never returned
     │   ├── BadPayload                -> 400 with a short reason
-    │   └── PayloadTooLarge           -> 413
+    │   ├── PayloadTooLarge           -> 413
+    │   └── BodyTimeout               -> 408: the body came slower than body_timeout_s
     ├── AcceptUnavailable             Redis did not confirm the write -> 503 + Retry-After
     └── UpstreamError                 an outbound call (vendor API or sink) failed
         ├── RetryableError            5xx, timeouts, connection errors: back off and retry
@@ -57,6 +58,13 @@ class PayloadTooLarge(DeliveryRejected):
 
     status_code = 413
     code = "too_large"
+
+
+class BodyTimeout(DeliveryRejected):
+    """The body did not arrive within `ingress.body_timeout_s`: 408, and the connection ends."""
+
+    status_code = 408
+    code = "timeout"
 
 
 class AcceptUnavailable(CallhookError):

@@ -56,9 +56,17 @@ def document(source_names: list[str]) -> dict[str, Any]:
                         "400": _json("not JSON, not an object, or no call identity"),
                         "401": _json("missing or wrong credentials, signature or timestamp"),
                         "404": _json("unknown source"),
+                        "408": _json("body not received within ingress.body_timeout_s"),
                         "413": _json("body over ingress.max_body_bytes"),
+                        "431": {
+                            "description": "request line and headers over "
+                            "ingress.max_header_bytes (plain text, from the server)"
+                        },
                         "503": {
-                            **_json("Redis did not confirm the write: retry later"),
+                            **_json(
+                                "Redis did not confirm the write: retry later (or, as plain "
+                                "text without Retry-After, ingress.max_connections reached)"
+                            ),
                             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         },
                     },

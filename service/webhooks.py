@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from callhook import metrics
-from callhook.errors import AcceptUnavailable, DeliveryRejected, PayloadTooLarge
+from callhook.errors import AcceptUnavailable, BodyTimeout, DeliveryRejected, PayloadTooLarge
 from callhook.events import Delivery
 from service.accept import Outcome
 from service.state import AppState
@@ -38,7 +39,9 @@ async def receive_webhook(request: Request) -> Response:
         return answer(404, "not_found", "unknown source")
     extra = {"source": source}
     try:
-        body = await read_capped(request, state.config.ingress.max_body_bytes)
+        body = await read_capped(
+            request, state.config.ingress.max_body_bytes, state.config.ingress.body_timeout_s
+        )
         delivery = Delivery(body=body, headers=request.headers)
         route.vendor.authenticate(
             route.config,
@@ -49,9 +52,17 @@ async def receive_webhook(request: Request) -> Response:
         event = route.vendor.parse(delivery)
     except DeliveryRejected as exc:
         metrics.webhooks_total.labels(source, exc.code).inc()
-        rejected_log.warning("rejected: %s", exc.reason, extra={**extra, "status": exc.status_code})
+        remote = request.client.host if request.client else None
+        rejected_log.warning(
+            "rejected: %s",
+            exc.reason,
+            extra={**extra, "status": exc.status_code, "remote": remote},
+        )
         detail = exc.reason if exc.status_code == 400 else None
-        return answer(exc.status_code, exc.code, detail)
+        response = answer(exc.status_code, exc.code, detail)
+        if isinstance(exc, BodyTimeout):
+            response.headers["connection"] = "close"
+        return response
 
     extra |= {"event_key": event.event_key, "call_id": event.call_id}
     if event.type is None:
@@ -80,17 +91,22 @@ async def receive_webhook(request: Request) -> Response:
     return answer(200, outcome.value, event_key=event.event_key)
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
+async def read_capped(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body, refusing (413) as soon as it is known to exceed `limit` bytes:
-    from Content-Length before reading anything, else while streaming."""
+    from Content-Length before reading anything, else while streaming; and (408) when it
+    has not all arrived within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"content-length {declared} exceeds {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"body not received within {timeout_s}s ({size} bytes came)") from None
     return b"".join(chunks)

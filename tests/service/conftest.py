@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,11 +13,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import uvicorn
 
 from callhook.config import Config, parse_config
 from callhook.sandbox import prepare
 from service.app import create_app
-from tests.servers import ServerThread
+from service.run import server_options
+from tests.servers import ServerThread, free_port
 
 
 @dataclass
@@ -45,3 +50,24 @@ def ingress(tmp_path: Path, redis_server_url: str, redis_namespace: str) -> Iter
 
 def serve_with(config: Config, client: redis.asyncio.Redis | None = None) -> ServerThread:
     return ServerThread(create_app(config, client=client), lifespan=True)
+
+
+@contextlib.contextmanager
+def served(config: Config) -> Iterator[Ingress]:
+    """The ingress with the Uvicorn settings `callhook serve` uses (its limits, its trust of
+    forwarded headers), on a loopback port in a background thread."""
+    port = free_port()
+    options = server_options(config, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(config), lifespan="on", **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the ingress did not start")
+        time.sleep(0.02)
+    try:
+        yield Ingress(f"http://127.0.0.1:{port}", config)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=40)

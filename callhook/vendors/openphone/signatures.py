@@ -9,6 +9,10 @@
   over `<id>.<timestamp>.<body>`, keyed with the `whsec_` secret. Signing uses the
   `standardwebhooks` library; its `verify` reads the wall clock and fixes the tolerance at
   five minutes, so the window is checked here against the injected `now` instead.
+
+Either header may list at most `MAX_SIGNATURES` signatures (Quo sends one, two while a
+secret rotates): verifying runs before any credential is proven, so a longer list is
+refused before any HMAC, and a legacy list costs one HMAC per distinct timestamp.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ LEGACY_HEADER = "openphone-signature"
 WEBHOOK_ID = "webhook-id"
 WEBHOOK_TIMESTAMP = "webhook-timestamp"
 WEBHOOK_SIGNATURE = "webhook-signature"
+
+#: signatures one header may list; each legacy timestamp costs an HMAC over the whole body
+MAX_SIGNATURES = 8
 
 _UNIX_SECONDS = re.compile(r"^[1-9][0-9]{0,11}$")
 _LEGACY_TIMESTAMP = re.compile(r"^[1-9][0-9]{0,15}$")
@@ -69,9 +76,13 @@ def legacy_signature(key: bytes, timestamp_ms: int, body: bytes) -> str:
 
 def verify_legacy(key: bytes, header: str, body: bytes, *, now: float, tolerance_s: int) -> None:
     """Raise `AuthenticationFailed` unless one entry of `header` signs `body` with `key`
-    and carries a timestamp within `tolerance_s` of `now`."""
+    and carries a timestamp within `tolerance_s` of `now`; more than `MAX_SIGNATURES`
+    entries are refused unread."""
+    parts = header.split(",", MAX_SIGNATURES)
+    if len(parts) > MAX_SIGNATURES:
+        raise AuthenticationFailed(f"openphone-signature lists more than {MAX_SIGNATURES} entries")
     entries: list[tuple[str, str]] = []
-    for part in header.split(","):
+    for part in parts:
         fields = part.strip().split(";")
         if len(fields) != 4 or fields[0] != "hmac" or fields[1] != "1":
             continue
@@ -83,10 +94,12 @@ def verify_legacy(key: bytes, header: str, body: bytes, *, now: float, tolerance
     fresh = [(ts, sig) for ts, sig in entries if _within(timestamp(ts), now, tolerance_s)]
     if not fresh:
         raise AuthenticationFailed("openphone-signature timestamp outside the tolerance")
+    expected: dict[str, bytes] = {}
     matched = False
     for ts, given in fresh:
-        expected = legacy_digest(key, ts, body)
-        matched |= hmac.compare_digest(given.encode(), expected.encode())
+        if ts not in expected:
+            expected[ts] = legacy_digest(key, ts, body).encode()
+        matched |= hmac.compare_digest(given.encode(), expected[ts])
     if not matched:
         raise AuthenticationFailed("openphone-signature does not match the body")
 
@@ -117,7 +130,12 @@ def verify_standard(
         raise AuthenticationFailed("malformed webhook-timestamp")
     if not _within(float(sent_at), now, tolerance_s):
         raise AuthenticationFailed("webhook-timestamp outside the tolerance")
-    given = [_b64(sig) for version, _, sig in _entries(signatures) if version == "v1"]
+    entries = signatures.split(maxsplit=MAX_SIGNATURES)
+    if len(entries) > MAX_SIGNATURES:
+        raise AuthenticationFailed(f"webhook-signature lists more than {MAX_SIGNATURES} entries")
+    given = [
+        _b64(sig) for version, _, sig in (e.partition(",") for e in entries) if version == "v1"
+    ]
     if not any(given):
         raise AuthenticationFailed("no v1 signature in webhook-signature")
     try:
@@ -132,10 +150,6 @@ def verify_standard(
             matched |= hmac.compare_digest(candidate, expected)
     if not matched:
         raise AuthenticationFailed("webhook-signature does not match the body")
-
-
-def _entries(header: str) -> list[tuple[str, str, str]]:
-    return [entry.partition(",") for entry in header.split()]
 
 
 def _b64(value: str) -> bytes | None:

@@ -349,6 +349,52 @@ def test_one_matching_legacy_signature_among_several_is_enough() -> None:
     assert reason == "openphone-signature does not match the body"
 
 
+def test_at_most_eight_legacy_signatures_are_read() -> None:
+    """Each entry with a fresh timestamp costs an HMAC over the body, before any credential
+    is proven: a ninth entry refuses the header, whatever the others are."""
+    body = fixture_body("call.completed")
+    key = base64.b64decode(SIGNING_SECRET)
+    ms = int(NOW * 1000)
+    wrong = [legacy_signature(b"other-key-%d-0123456789abcdef" % i, ms - i, body) for i in range(8)]
+    good = legacy_signature(key, ms, body)
+    eight = ",".join([*wrong[:7], good])
+    VENDOR.authenticate(
+        CONFIG,
+        Delivery(body=body, headers={"openphone-signature": eight}),
+        now=NOW,
+        tolerance_s=TOLERANCE,
+    )
+    for header in (",".join([*wrong, good]), ",".join([good, *wrong]), f"{good}," * 9):
+        reason = refused(Delivery(body=body, headers={"openphone-signature": header}))
+        assert reason == "openphone-signature lists more than 8 entries"
+
+
+def test_legacy_entries_sharing_a_timestamp_are_all_compared() -> None:
+    body = fixture_body("call.completed")
+    ms = int(NOW * 1000)
+    good = legacy_signature(base64.b64decode(SIGNING_SECRET), ms, body)
+    same_time = [legacy_signature(b"other-key-%d-0123456789abcdef" % i, ms, body) for i in range(7)]
+    for header in (",".join([*same_time, good]), ",".join([good, *same_time])):
+        VENDOR.authenticate(
+            CONFIG,
+            Delivery(body=body, headers={"openphone-signature": header}),
+            now=NOW,
+            tolerance_s=TOLERANCE,
+        )
+    assert refused(Delivery(body=body, headers={"openphone-signature": ",".join(same_time)}))
+
+
+def test_at_most_eight_standard_signatures_are_read() -> None:
+    body = fixture_body("call.completed__v2026")
+    good = standard_signed_headers(WEBHOOK_SECRET, MSG_ID, body, NOW)
+    wrong = [f"v1,{base64.b64encode(b'%032d' % i).decode()}" for i in range(8)]
+    eight = " ".join([*wrong[:7], good["webhook-signature"]])
+    authenticated_event(Delivery(body=body, headers={**good, "webhook-signature": eight}))
+    nine = " ".join([*wrong, good["webhook-signature"]])
+    reason = refused(Delivery(body=body, headers={**good, "webhook-signature": nine}))
+    assert reason == "webhook-signature lists more than 8 entries"
+
+
 @pytest.mark.parametrize(
     "header",
     ["", "sha256=abc", "hmac;2;1776092700000;abc=", "hmac;1;notanumber;abc=", "hmac;1;123"],
