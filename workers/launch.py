@@ -5,7 +5,8 @@ Each worker process writes its Prometheus samples to a shared directory
 (prometheus-client's multiprocess mode); the parent serves them, merged, on
 `--metrics-port` (default 9191). Under `callhook up` the scheduler writes to the same
 directory, so one port shows both. Signals are passed on to Dramatiq's supervisor, which
-stops its workers gracefully.
+stops its workers gracefully (within `[workers].shutdown_timeout_s`, workers/shutdown.py).
+Every process started here dies with its parent (callhook/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from types import FrameType
 
 from callhook.config import ENV_PATH_VARIABLE, Config
 from callhook.errors import ConfigError
+from callhook.lifecycle import child_command
+from workers.shutdown import dramatiq_timeout_ms
 
 DEFAULT_METRICS_PORT = 9191
 DEFAULT_SCHEDULER_METRICS_PORT = 9192
@@ -28,21 +31,23 @@ DEFAULT_SCHEDULER_METRICS_PORT = 9192
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 
 
-def worker_command(processes: int, threads: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "workers.process",
-        "--processes",
-        str(processes),
-        "--threads",
-        str(threads),
-        # in-flight messages get this long to finish on SIGTERM before being requeued
-        "--worker-shutdown-timeout",
-        "30000",
-        "--skip-logging",  # workers.process sets up JSON logs itself
-    ]
+def worker_command(processes: int, threads: int, shutdown_timeout_s: float) -> list[str]:
+    return child_command(
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "workers.process",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            # in-flight messages get this long to finish on SIGTERM (workers/shutdown.py)
+            "--worker-shutdown-timeout",
+            str(dramatiq_timeout_ms(shutdown_timeout_s)),
+            "--skip-logging",  # workers.process sets up JSON logs itself
+        ]
+    )
 
 
 def worker_environment(config: Config, metrics_dir: str | None = None) -> dict[str, str]:
@@ -63,7 +68,7 @@ def start_workers(
     # Its own session: a terminal's Ctrl-C or a group-wide SIGTERM reaches only us, and we pass
     # it on exactly once (Dramatiq takes a second signal as "kill now").
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        worker_command(processes, threads),
+        worker_command(processes, threads, config.workers.shutdown_timeout_s),
         env=worker_environment(config, metrics_dir),
         start_new_session=True,
     )
@@ -72,8 +77,8 @@ def start_workers(
 def start_scheduler(config: Config, *, metrics_dir: str | None) -> subprocess.Popen[bytes]:
     """Spawn `callhook scheduler` on the same config file, in its own session (as above).
     It serves no port of its own: its samples go to `metrics_dir`, served with the workers'."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "callhook", "scheduler", "--metrics-port", "0"],
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        child_command([sys.executable, "-m", "callhook", "scheduler", "--metrics-port", "0"]),
         env=worker_environment(config, metrics_dir),
         start_new_session=True,
     )
