@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SerializeAsAny,
     ValidationError,
     field_serializer,
@@ -65,15 +66,34 @@ class RedisConfig(_Section):
 
 
 class IngressConfig(_Section):
+    """`[ingress]`; the limits below are enforced by the server itself (service/protocol.py),
+    so a slow or oversized client is cut off with or without a reverse proxy in front."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     timestamp_tolerance_s: int = Field(default=300, gt=0)
+    #: request line and headers together; larger heads get 431
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    #: from the connection opening (or a request's first byte) to the end of its headers
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    #: from the end of the headers to the end of the body; slower deliveries get 408
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    #: an idle keep-alive connection is closed after this
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=300)
+    #: connections served at once (idle ones included); a request beyond gets 503
+    max_connections: int = Field(default=512, ge=1)
+    #: peers whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks)
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class ReconcileConfig(_Section):
     interval_s: int = Field(default=900, ge=0)
     lookback_s: int = Field(default=7200, gt=0)
+    #: vendor requests one run of one source may make (List Calls pages, and Quo's phone
+    #: number and conversation pages) before it stops with an error: a vendor that always
+    #: answers "more" cannot keep a run paging for ever
+    max_pages: int = Field(default=10_000, gt=0)
 
 
 class RetryPolicyConfig(_Section):
@@ -95,11 +115,40 @@ class RetriesConfig(_Section):
     sink_transient: RetryPolicyConfig | None = None
 
 
+class WorkersConfig(_Section):
+    """`[workers]`: the worker processes of `callhook worker` and `callhook up`."""
+
+    #: on SIGTERM, how long in-flight messages get to finish; a process still holding some
+    #: then exits with status 5, leaving them unacknowledged (they are redelivered)
+    shutdown_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+
+class RecordingsConfig(_Section):
+    """`[recordings]`: how recording audio is fetched (the s3 sink's `copy_recordings`).
+
+    Only URLs the vendor API answered are downloaded, and only from public addresses:
+    `allow_private_networks` also allows loopback and private ones (a test rig, a store on
+    your own network). Link-local and cloud metadata addresses stay refused either way."""
+
+    allow_private_networks: bool = False
+
+
+class DeadLettersConfig(_Section):
+    """`[dead_letters]`: how long dead letters are kept and how many, per stage (each keeps
+    its whole message to replay it); past either limit the oldest are dropped, counted."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class Config(_Section):
     redis: RedisConfig = RedisConfig()
     ingress: IngressConfig = IngressConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     retries: RetriesConfig = RetriesConfig()
+    workers: WorkersConfig = WorkersConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
+    dead_letters: DeadLettersConfig = DeadLettersConfig()
     # SerializeAsAny: dump each entry with its vendor's / sink type's own fields
     sources: Mapping[str, SerializeAsAny[SourceConfig]] = Field(default_factory=dict)
     sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()

@@ -10,8 +10,8 @@ _E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 webhooks_total = Counter(
     "callhook_webhooks",
     "Webhook deliveries received, by source and outcome "
-    "(accepted, duplicate, ignored, unauthenticated, bad_payload, too_large, unavailable, "
-    "unknown_source).",
+    "(accepted, duplicate, ignored, unauthenticated, bad_payload, too_large, timeout, "
+    "unavailable, unknown_source).",
     ["source", "outcome"],
 )
 events_enqueued_total = Counter(
@@ -56,6 +56,12 @@ dead_letters = Gauge(
     "callhook_dead_letters",
     "Dead-lettered work items currently stored, by stage queue.",
     ["queue"],
+)
+dead_letters_dropped_total = Counter(
+    "callhook_dead_letters_dropped",
+    "Dead letters dropped by [dead_letters] limits, by stage queue and cause "
+    "(retention, max_entries).",
+    ["queue", "cause"],
 )
 queue_depth = Gauge(
     "callhook_queue_depth",

@@ -35,7 +35,7 @@ def source(vendor: str, **fields: str) -> str:
         "openphone": {"signing_secret": QUO_KEY, "webhook_secret": QUO_WHSEC, "api_key": "k"},
         "diga": {"webhook_token": "a-token-of-more-than-16-bytes", "api_key": "k"},
     }[vendor]
-    lines = [f'[sources.{vendor}]', f'vendor = "{vendor}"']
+    lines = [f"[sources.{vendor}]", f'vendor = "{vendor}"']
     lines += [f'{key} = "{value}"' for key, value in {**base, **fields}.items()]
     return "\n".join(lines) + "\n"
 

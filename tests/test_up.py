@@ -4,8 +4,10 @@ deliveries counted on the workers' metrics port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,10 +47,20 @@ def records(var: Path) -> list[dict[str, object]]:
     return []
 
 
+@pytest.mark.parametrize(
+    "next_port_taken", [False, True], ids=["next-port-free", "next-port-taken"]
+)
 def test_up_then_send_test_event_for_each_vendor(
-    tmp_path: Path, redis_server_url: str, redis_namespace: str
+    tmp_path: Path, redis_server_url: str, redis_namespace: str, next_port_taken: bool
 ) -> None:
     port, metrics_port = free_port(), free_port()
+    # the simulators prefer the ingress port + 1; another program holding it must not
+    # leave the sandbox's vendor APIs unreachable
+    squatter = socket.socket()
+    if next_port_taken:
+        with contextlib.suppress(OSError):  # already taken by someone else: as good
+            squatter.bind(("127.0.0.1", port + 1))
+            squatter.listen()
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
         [
@@ -110,6 +122,7 @@ def test_up_then_send_test_event_for_each_vendor(
             os.killpg(up.pid, signal.SIGKILL)
             up.wait()
         log.close()
+        squatter.close()
     assert up.returncode in (0, -signal.SIGINT, 130), (tmp_path / "up.log").read_text()[-2000:]
 
 

@@ -83,7 +83,7 @@ class Runtime:
             redis=client,
             store=RecordStore(client, namespace),
             limiter=FleetRateLimiter(client, namespace),
-            dead_letters=DeadLetters(client, namespace),
+            dead_letters=DeadLetters(client, namespace, config.dead_letters),
             policies=tuning.policies,
         )
 
@@ -113,7 +113,12 @@ class Runtime:
         async with self._sinks_lock:
             if name not in self._sinks:
                 config = next(s for s in self.config.sinks if s.name == name)
-                resources = SinkResources(self.http, self.redis, self.config.redis.namespace)
+                resources = SinkResources(
+                    self.http,
+                    self.redis,
+                    self.config.redis.namespace,
+                    allow_private_networks=self.config.recordings.allow_private_networks,
+                )
                 created = SINKS[config.type](config, resources)
                 await created.start()
                 self._sinks[name] = created

@@ -1,7 +1,8 @@
 """Real worker processes (`callhook worker`) against one Redis: a SIGKILLed worker's
 messages are redelivered and completed; two worker groups share the work and the
 vendor's fleet-wide rate limit; the group's merged metrics are scraped over HTTP; sinks are
-started as a worker boots (a misconfigured one stops it, an unreachable one does not)."""
+started as a worker boots (a misconfigured one stops it, an unreachable one does not); a
+SIGTERM with Redis gone ends the worker at its shutdown timeout, its work left unacked."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from callhook.vendors.base import Faults
-from tests.servers import free_port, wait_until_answers
+from tests.servers import RedisServer, free_port, wait_until_answers
 from tests.sinks._s3_support import moto_s3
-from tests.workers.harness import Pipeline, running_pipeline
+from tests.workers.harness import Pipeline, running_pipeline, toml_text
+from workers.shutdown import SHUTDOWN_TIMEOUT_EXIT
 
 pytestmark = pytest.mark.slow
 
@@ -110,14 +114,21 @@ def test_two_worker_processes_share_work_and_the_rate_limit(
 ) -> None:
     pipeline = idle_pipeline
     state = pipeline.state("cometchat")
-    rate = pipeline.config.sources["cometchat"].rate_limit_per_s
+    # Quo's 10/s rather than CometChat's default 100/s: the burst then lasts seconds, long
+    # enough for the limit to be measured and for both groups to take a share
+    rate = 10.0
+    config_path = Path(pipeline.config.origin)
+    raw = tomllib.loads(config_path.read_text())
+    raw["sources"]["cometchat"]["rate_limit_per_s"] = rate
+    config_path.write_text(toml_text(raw))
     calls = [pipeline.new_call("cometchat") for _ in range(30)]
     logs = [tmp_path / "one.log", tmp_path / "two.log"]
+    heartbeats = f"{pipeline.config.redis.namespace}:__heartbeats__"
     with (
-        worker_process(Path(pipeline.config.origin), logs[0]),
-        worker_process(Path(pipeline.config.origin), logs[1]),
+        worker_process(config_path, logs[0]),
+        worker_process(config_path, logs[1]),
     ):
-        time.sleep(1.0)  # both consuming before the burst
+        wait(lambda: pipeline.redis.zcard(heartbeats) >= 2, 60, "both worker groups consuming")
         started = time.monotonic()
         for call in calls:
             assert pipeline.post("cometchat", "call_ended", call).status_code == 200
@@ -232,3 +243,73 @@ def test_an_unreachable_sink_at_start_does_not_stop_the_worker(
     warning = next(line for line in log.read_text().splitlines() if "did not start" in line)
     assert '"level":"warning"' in warning
     assert "sink warehouse (database)" in warning
+
+
+def loaded(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.BusyLoadingError:
+        return False
+
+
+def test_sigterm_with_redis_gone_exits_at_the_shutdown_timeout_leaving_work_unacked(
+    tmp_path: Path,
+) -> None:
+    """Redis (a server of this test's own) stops while two messages are in flight; on
+    SIGTERM the worker exits once its shutdown timeout has passed, with status 5 and one
+    line, instead of retrying for ever. With Redis back, another worker gets that work
+    again: it was never acknowledged."""
+    timeout_s = 3.0
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(port=free_port(), directory=tmp_path / "redis", appendonly=True)
+    server.start()
+    try:
+        with running_pipeline(
+            tmp_path,
+            server.url,
+            "shutdown",
+            start_worker=False,
+            sections={"workers": {"shutdown_timeout_s": timeout_s}},
+        ) as pipeline:
+            state = pipeline.state("cometchat")
+            state.faults = Faults(latency_s=5.0)  # each Get Call hangs: the work is in flight
+            calls = [pipeline.new_call("cometchat") for _ in range(4)]
+            log = tmp_path / "stopped.log"
+            with worker_process(Path(pipeline.config.origin), log, threads=2) as worker:
+                for call in calls:
+                    assert pipeline.post("cometchat", "call_ended", call).status_code == 200
+
+                def fetching() -> int:
+                    """Calls whose Get Call has started: one per busy thread."""
+                    ends = {path.rpartition("/calls/")[2] for _, path in state.requests}
+                    return sum(call.call_id in ends for call in calls)
+
+                wait(lambda: fetching() >= 2, 30, "both threads to be in a Get Call")
+                server.stop()
+                stopping = time.monotonic()
+                worker.send_signal(signal.SIGTERM)  # callhook worker passes it on
+                status = worker.wait(timeout=timeout_s + 60)
+                took = time.monotonic() - stopping
+            output = log.read_text()
+            assert status == SHUTDOWN_TIMEOUT_EXIT, output[-3000:]
+            assert took < timeout_s + 30, output[-3000:]
+            said = [line for line in output.splitlines() if "shutdown timeout" in line]
+            assert len(said) == 1, output[-3000:]
+            assert '"level":"error"' in said[0]
+            assert "shutdown timeout (3s) passed with 2 message(s) in flight" in said[0]
+            assert "unacknowledged" in said[0]
+
+            server.start()
+            wait(lambda: loaded(pipeline.redis), 30, "Redis to load its AOF")
+            held = sum(
+                int(pipeline.redis.scard(key))
+                for key in pipeline.redis.scan_iter(match="shutdown:__acks__.*")
+            )
+            assert held >= 2  # still the stopped worker's, unacknowledged
+            state.faults = Faults()
+            with worker_process(Path(pipeline.config.origin), tmp_path / "after.log"):
+                lines = pipeline.wait_for(4, timeout=120)
+        assert {line["record"]["call_id"] for line in lines} == {c.call_id for c in calls}
+        print(f"stopped in {took:.1f}s (timeout {timeout_s}s): {said[0]}")
+    finally:
+        server.stop()
