@@ -27,6 +27,19 @@ def free_port() -> int:
         return port
 
 
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 40.0) -> None:
+    """SIGTERM the process group `process` leads (started with `start_new_session=True`),
+    then SIGKILL it if it has not ended within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def answers(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

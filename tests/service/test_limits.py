@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from callhook.sandbox import prepare
 from callhook.vendors import VENDORS
 from callhook.vendors.openphone import OpenPhoneSource
 from callhook.vendors.openphone.signatures import legacy_signature, standard_headers
-from tests.servers import free_port, wait_until_answers
+from tests.servers import free_port, stop_group, wait_until_answers
 from tests.service.conftest import Ingress, ingress_config, served
 
 #: how long a test waits for the server to act on a deadline of about a second
@@ -392,10 +391,4 @@ def serve_process(config_path: Path, log: Path) -> Iterator[subprocess.Popen[byt
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process)

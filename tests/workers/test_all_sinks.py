@@ -49,7 +49,7 @@ from callhook.vendors.base import SimulatedCall
 from tests.servers import ServerThread, free_port
 from tests.sinks._database_support import fetch
 from tests.sinks._http_support import HOOK_PATH, SECRET, Receiver
-from tests.sinks._s3_support import RecordingServer, Served, audio, moto_s3
+from tests.sinks._s3_support import RecordingServer, Served, audio, fake_aws_credentials, moto_s3
 from tests.sinks._slack_support import WEBHOOK_PATH, FakeSlack
 from tests.workers.harness import FAST, Pipeline, running_pipeline
 from workers.dlq import DeadLetters
@@ -107,14 +107,7 @@ def recordings_server() -> Iterator[RecordingServer]:
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake credentials in the environment: the first link of the standard AWS chain."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    fake_aws_credentials(monkeypatch, tmp_path)
 
 
 class Outage:

@@ -22,7 +22,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from callhook.vendors.base import Faults
-from tests.servers import RedisServer, free_port, wait_until_answers
+from tests.servers import RedisServer, free_port, stop_group, wait_until_answers
 from tests.sinks._s3_support import moto_s3
 from tests.workers.harness import Pipeline, running_pipeline, toml_text
 from workers.shutdown import SHUTDOWN_TIMEOUT_EXIT
@@ -55,13 +55,7 @@ def worker_process(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process)
 
 
 @pytest.fixture
