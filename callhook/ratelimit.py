@@ -47,7 +47,9 @@ return 0
 class FleetRateLimiter:
     """`await limiter.acquire(source, rate_per_s)` before each vendor request."""
 
-    def __init__(self, client: redis.asyncio.Redis, namespace: str, *, burst: int = 1) -> None:
+    # burst 0: requests strictly `1 / rate` apart. A burst of one let `rate + 1` requests
+    # into one second, over a documented per-second limit such as Quo's 10/s.
+    def __init__(self, client: redis.asyncio.Redis, namespace: str, *, burst: int = 0) -> None:
         self.namespace = namespace
         self.burst = burst
         self._acquire = client.register_script(_ACQUIRE)
