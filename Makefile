@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos check lint typecheck bench clean lock
+.PHONY: run test chaos check lint typecheck bench clean lock chromium screenshots
 
 # Every machine installs exactly what requirements.lock pins (hashes checked), then
 # Callhook itself without resolving anything again.
@@ -26,8 +26,21 @@ lock:
 run: $(STAMP)
 	$(BIN)/callhook up
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest -q -m "not chaos"
+
+# The console's browser test drives Debian's chromium (Playwright's own browser download
+# cannot be fetched everywhere): installed here when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the console's browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+# a PNG of every console page from the browser test's scenario, for docs/console.md
+screenshots: $(STAMP) chromium
+	CALLHOOK_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/browser
 
 # real processes broken on purpose (tests/chaos); figures in var/chaos/results.jsonl
 chaos: $(STAMP)

@@ -51,6 +51,7 @@ from bench.processes import (
 )
 from bench.pyspy import profiled
 from callhook.config import Config, load_config
+from callhook.journal import prefix
 from callhook.queues import QUEUES, STAGES, dlq_entries_key, messages_key
 from callhook.sinks.s3_recordings import key_segment
 from callhook.vendors import VENDORS
@@ -288,6 +289,25 @@ def backlog(w: World, events: int, concurrency: int) -> None:
         )
 
 
+def journal_report(client: redis.Redis, namespace: str) -> str:
+    """Redis memory the call journal holds per call (MEMORY USAGE of its keys, exact)."""
+    journal = prefix(namespace)
+    kinds = {"call": 0, "summary": 0, "idx": 0, "event": 0, "other": 0}
+    calls = 0
+    for key in client.scan_iter(match=f"{journal}:*", count=1000):
+        kind = key.decode().removeprefix(f"{journal}:").split(":", 1)[0]
+        used = int(client.memory_usage(key, samples=0) or 0)
+        kinds[kind if kind in kinds else "other"] += used
+        calls += kind == "summary"
+    total = sum(kinds.values())
+    each = {kind: used / max(calls, 1) for kind, used in kinds.items()}
+    return (
+        f"call journal: {calls} calls, {total / max(calls, 1):,.0f} B of Redis per call "
+        f"(entries {each['call']:,.0f}, summary {each['summary']:,.0f}, indexes "
+        f"{each['idx']:,.0f}, event keys {each['event']:,.0f}, counters {each['other']:,.0f})"
+    )
+
+
 def running_children(w: World) -> dict[str, Child]:
     return {**w.children, **({"workers": w.workers} if w.workers else {})}
 
@@ -337,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(cpu.report(running_children(w), w.redis, time.monotonic() - started, deliveries))
         print("\npeak RSS (VmHWM) per process, MiB:")
         print(peak_rss_report(running_children(w)))
+        print(f"\n{journal_report(w.redis, namespace)}")
         backlog(w, args.backlog, args.concurrency)
         print(f"\ndead letters: {w.dead_letters()}")
 

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    SecretStr,
     SerializeAsAny,
     ValidationError,
     field_serializer,
@@ -30,7 +31,7 @@ from callhook.redaction import redact_url, redact_urls
 from callhook.sinks import SINKS
 from callhook.sinks.base import SinkConfig
 from callhook.vendors import VENDORS
-from callhook.vendors.base import SourceConfig
+from callhook.vendors.base import MIN_SECRET_BYTES, SourceConfig
 
 DEFAULT_PATH = Path("callhook.toml")
 #: written by `callhook up` in sandbox mode; found when there is no other config
@@ -141,6 +142,44 @@ class DeadLettersConfig(_Section):
     max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
 
 
+class JournalConfig(_Section):
+    """`[journal]`: what happened to each call (callhook/journal/), kept in Redis for the
+    console and the JSON API."""
+
+    #: a call's journal, its index entries and its summary are kept this long after its
+    #: last activity (its index entries: after it was first seen)
+    retention_days: int = Field(default=7, ge=1, le=365)
+    #: entries kept per call (the oldest go first; a count of those dropped is kept)
+    max_entries_per_call: int = Field(default=200, ge=10, le=10_000)
+    #: bound on one journal write; a slower or failed one is logged and counted, never
+    #: failing or holding up the work it describes
+    write_timeout_s: float = Field(default=1.0, gt=0, le=30)
+
+
+class ConsoleConfig(_Section):
+    """`[console]`: the web console (`/console`) and the JSON API (`/api/v1`), both served
+    by `callhook serve`. Both are off (404) unless `token` is set."""
+
+    #: the API's Bearer token and the console's login; at least 16 bytes
+    token: SecretStr | None = None
+    #: how long a console login lasts
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"too short: the console token needs at least {MIN_SECRET_BYTES} bytes "
+                "(e.g. openssl rand -base64 32)"
+            )
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
 class Config(_Section):
     redis: RedisConfig = RedisConfig()
     ingress: IngressConfig = IngressConfig()
@@ -149,6 +188,8 @@ class Config(_Section):
     workers: WorkersConfig = WorkersConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     dead_letters: DeadLettersConfig = DeadLettersConfig()
+    journal: JournalConfig = JournalConfig()
+    console: ConsoleConfig = ConsoleConfig()
     # SerializeAsAny: dump each entry with its vendor's / sink type's own fields
     sources: Mapping[str, SerializeAsAny[SourceConfig]] = Field(default_factory=dict)
     sinks: tuple[SerializeAsAny[SinkConfig], ...] = ()

@@ -73,3 +73,9 @@ reconcile_calls_total = Counter(
     "Calls seen by reconcile, by source and outcome (seen, new, updated, failed).",
     ["source", "outcome"],
 )
+journal_write_errors_total = Counter(
+    "callhook_journal_write_errors",
+    "Call-journal writes that failed or timed out, by where (ingress, enrich, deliver, "
+    "action); the work they describe went on.",
+    ["where"],
+)

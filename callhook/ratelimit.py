@@ -9,6 +9,7 @@ request a vendor client makes.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import httpx
 import redis.asyncio
@@ -44,6 +45,24 @@ return 0
 """
 
 
+_STATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local taken_until = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {now, taken_until, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """A source's limiter now: how far ahead its slots are taken, and a vendor's pause."""
+
+    #: seconds until the next free slot (0: a request could go now)
+    next_slot_in_s: float
+    #: seconds the fleet still waits after the vendor's last 429 (0: not paused)
+    paused_for_s: float
+
+
 class FleetRateLimiter:
     """`await limiter.acquire(source, rate_per_s)` before each vendor request."""
 
@@ -54,6 +73,7 @@ class FleetRateLimiter:
         self.burst = burst
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        self._state = client.register_script(_STATE)
 
     def _keys(self, source: str) -> list[str]:
         base = f"{self.namespace}:ratelimit:{source}"
@@ -77,6 +97,13 @@ class FleetRateLimiter:
                 raise TimeoutError(f"rate limit for {source}: no slot within {max_wait_s}s")
             waited += delay
             await asyncio.sleep(delay)
+
+    async def state(self, source: str) -> LimitState:
+        now, taken_until, paused_until = await self._state(keys=self._keys(source))
+        return LimitState(
+            next_slot_in_s=max(0, int(taken_until) - int(now)) / 1_000_000,
+            paused_for_s=max(0, int(paused_until) - int(now)) / 1_000_000,
+        )
 
     async def pause(self, source: str, seconds: float) -> None:
         """Hold every worker's requests for `source` for `seconds` (after a 429)."""

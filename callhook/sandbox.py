@@ -2,7 +2,8 @@
 
 Three sources (cometchat, openphone, diga) with secrets generated once and kept under
 `var/`, their vendor APIs answered by the in-process simulators (the same ones the tests
-use), and the SQLite database sink at `var/callhook.db`. Everything is written to
+use), the SQLite database sink at `var/callhook.db`, and the console on with a generated
+token. Everything is written to
 `var/sandbox.toml`, an ordinary config file, which the other commands then find by
 themselves (`callhook send-test-event openphone` needs no flags).
 """
@@ -29,6 +30,7 @@ SECRETS_FILE = "sandbox-secrets.json"
 @dataclass
 class Sandbox:
     config_path: Path
+    console_token: str
     api_keys: dict[str, str]
     simulator_states: dict[str, VendorSimulatorState] = field(default_factory=dict)
 
@@ -45,10 +47,10 @@ class Sandbox:
 
 
 def _generated_secrets(path: Path) -> dict[str, str]:
-    if path.is_file():
-        stored: dict[str, str] = orjson.loads(path.read_bytes())
+    stored: dict[str, str] = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    if "console_token" in stored:
         return stored
-    values = {
+    values = stored or {
         "cometchat_user": "callhook",
         "cometchat_password": secrets.token_urlsafe(18),
         "cometchat_api_key": secrets.token_hex(20),
@@ -58,6 +60,8 @@ def _generated_secrets(path: Path) -> dict[str, str]:
         "diga_webhook_token": secrets.token_urlsafe(24),
         "diga_api_key": secrets.token_urlsafe(24),
     }
+    # added when a sandbox made before the console had none
+    values["console_token"] = secrets.token_urlsafe(24)
     path.write_bytes(orjson.dumps(values, option=orjson.OPT_INDENT_2))
     path.chmod(0o600)
     return values
@@ -117,6 +121,10 @@ namespace = "{namespace}"
 host = "{ingress_host}"
 port = {ingress_port}
 
+# The console (/console) and the JSON API (/api/v1), on the ingress's port.
+[console]
+token = "{{console_token}}"
+
 # The simulators serve on loopback: let recording copies (an s3 sink's copy_recordings)
 # reach them. Never set this where recording hosts are not all yours.
 [recordings]
@@ -130,11 +138,12 @@ name = "sandbox"
     sources = "\n".join(
         table.format(api=api, **values) for name, table in _SOURCE_TABLES.items() if name in VENDORS
     )
-    text = text.replace("{sources}", sources)
+    text = text.replace("{sources}", sources).replace("{console_token}", values["console_token"])
     path = var_dir / SANDBOX_FILE
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     return Sandbox(
         config_path=path,
+        console_token=values["console_token"],
         api_keys={name: values[f"{name}_api_key"] for name in _SOURCE_TABLES if name in VENDORS},
     )

@@ -3,7 +3,8 @@
 `merge_and_enqueue` folds observations into the stored record inside an optimistic
 transaction (WATCH/MULTI): if another worker changed the record meanwhile, it re-reads and
 merges again, so concurrent workers never overwrite each other's state. The deliver
-messages the new state calls for are written in the same transaction.
+messages the new state calls for, and the journal entry saying so, are written in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import orjson
 import redis.asyncio
 from redis.exceptions import WatchError
 
+from callhook.journal.writer import Journal, check_queued
 from callhook.queues import EncodedMessage, messages_key, queue_key
 from callhook.record import CallRecord, merge
 
@@ -22,9 +24,12 @@ RECORD_TTL_S = 30 * 24 * 3600
 
 
 class RecordStore:
-    def __init__(self, client: redis.asyncio.Redis, namespace: str) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, namespace: str, journal: Journal | None = None
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.journal = journal
 
     def key(self, source: str, call_id: str) -> str:
         return f"{self.namespace}:call:{source}:{call_id}"
@@ -37,9 +42,12 @@ class RecordStore:
         self,
         observations: Sequence[CallRecord],
         messages_for: Callable[[CallRecord], Sequence[EncodedMessage]],
+        journal_for: Callable[[CallRecord], bytes] | None = None,
     ) -> CallRecord:
         """Merge `observations` (all of one call) into the stored record, store it, and
-        enqueue `messages_for(new_record)` atomically with the write. Returns the record."""
+        enqueue `messages_for(new_record)` atomically with the write, with the journal
+        update `journal_for(new_record)` (needs a store made with a journal). Returns the
+        record."""
         first = observations[0]
         key = self.key(first.source, first.call_id)
         async with self.client.pipeline(transaction=True) as pipe:
@@ -62,7 +70,12 @@ class RecordStore:
                         pipe.rpush(
                             queue_key(self.namespace, message.queue_name), message.redis_message_id
                         )
-                    await pipe.execute()
+                    if self.journal is not None and journal_for is not None:
+                        await self.journal.queue(pipe, journal_for(record))
+                        results = await pipe.execute()
+                        check_queued(results[-1], "enrich")
+                    else:
+                        await pipe.execute()
                     return record
                 except WatchError:
                     continue

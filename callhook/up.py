@@ -89,7 +89,8 @@ def run_up(
     print(
         f"callhook up: ingress http://{host}:{port} · sources: {sources} · workers: {processes}x"
         f"{threads} threads (pid {workers.pid}) · sinks: {sinks} · reconcile: {schedule} · "
-        f"worker+scheduler metrics: {metrics} · config: {mode}",
+        f"worker+scheduler metrics: {metrics} · console: {console_url(config, host, port, sandbox)}"
+        f" · config: {mode}",
         flush=True,
     )
     # the same limits as `callhook serve` (header size, deadlines, connection cap)
@@ -120,6 +121,17 @@ def run_up(
     if statuses["workers"] != 0:
         return max(statuses["workers"], 1)
     return 0 if server.started else 1
+
+
+def console_url(config: Config, host: str, port: int, sandbox: Sandbox | None) -> str:
+    """Where the console is; in sandbox mode a link that logs in with the generated token
+    (a real config's token is never printed)."""
+    if not config.console.enabled:
+        return "off (set [console] token)"
+    base = f"http://{host}:{port}/console"
+    if sandbox is not None:
+        return f"{base}/login?token={sandbox.console_token}"
+    return f"{base}/"
 
 
 def stop_when_one_exits(

@@ -11,6 +11,9 @@ import redis.exceptions
 
 from callhook.errors import AcceptUnavailable
 from callhook.events import Event
+from callhook.journal import updates
+from callhook.journal.updates import JournalSettings
+from callhook.journal.writer import journal_lua, report_failure
 from callhook.queues import (
     ENRICH_ACTOR,
     ENRICH_QUEUE,
@@ -20,16 +23,31 @@ from callhook.queues import (
     queue_key,
 )
 
-# KEYS: dedupe mark, queue's message hash, queue list. ARGV: ttl, message id, message bytes.
-# A Lua script runs atomically: either the mark and the message are both written, or neither.
-ACCEPT_SCRIPT = """
+# KEYS: dedupe mark, queue's message hash, queue list. ARGV: ttl, message id, message bytes,
+# journal update ('' for none). A Lua script runs atomically: either the mark and the
+# message are both written, or neither. The journal entry rides along (journal.lua), and
+# cannot fail the accept. Returns {1 accepted / 0 duplicate, the journal's error or ''}.
+ACCEPT_BODY = """
+local written = 0
 if redis.call('set', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   redis.call('hset', KEYS[2], ARGV[2], ARGV[3])
   redis.call('rpush', KEYS[3], ARGV[2])
-  return 1
+  written = 1
 end
-return 0
+local problem = nil
+if ARGV[4] ~= '' then
+  if written == 1 then
+    problem = journal(ARGV[4])
+  else
+    problem = journal_duplicate(ARGV[4])
+  end
+end
+return {written, problem or ''}
 """
+
+
+def accept_script() -> str:
+    return journal_lua() + ACCEPT_BODY
 
 
 class Outcome(StrEnum):
@@ -41,17 +59,30 @@ class Acceptor:
     """Writes accepted events for the enrich actor; one per ingress process."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, *, namespace: str, dedupe_ttl_s: int, timeout_s: float
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        namespace: str,
+        dedupe_ttl_s: int,
+        timeout_s: float,
+        journal: JournalSettings | None = None,
     ) -> None:
         self.namespace = namespace
         self.dedupe_ttl_s = dedupe_ttl_s
         self.timeout_s = timeout_s
+        self.journal = journal
         # EVALSHA, falling back to EVAL once per connection if the script cache was flushed
-        self._script = client.register_script(ACCEPT_SCRIPT)
+        self._script = client.register_script(accept_script())
 
-    async def accept(self, source: str, event: Event) -> Outcome:
+    async def accept(
+        self, source: str, event: Event, *, vendor: str = "", origin: str = "webhook"
+    ) -> Outcome:
         """Durably enqueue `event` unless its key was seen; raise AcceptUnavailable when Redis
-        does not confirm within `timeout_s` (the vendor is then told to retry)."""
+        does not confirm within `timeout_s` (the vendor is then told to retry).
+
+        With journal settings, the call's journal gets the delivery (`origin`: `webhook` or
+        `reconcile`), or one more duplicate of it, in the same step."""
+        received_at = time.time()
         message = encode_message(
             ENRICH_QUEUE,
             ENRICH_ACTOR,
@@ -63,21 +94,41 @@ class Acceptor:
                 "call_id": event.call_id,
                 "fetchable": event.fetchable,
                 "occurred_at": event.occurred_at,
-                "received_at": time.time(),
+                "received_at": received_at,
                 "payload": event.payload,
             },
         )
+        journaled = b""
+        if self.journal is not None and event.call_id is not None and event.type is not None:
+            journaled = updates.accepted(
+                self.journal,
+                source=source,
+                call_id=event.call_id,
+                vendor=vendor,
+                event_key=event.event_key,
+                vendor_type=event.vendor_type,
+                event_type=event.type.value,
+                origin=origin,
+                received_ms=int(received_at * 1000),
+            )
         keys = [
             dedupe_key(self.namespace, source, event.event_key),
             messages_key(self.namespace, ENRICH_QUEUE),
             queue_key(self.namespace, ENRICH_QUEUE),
         ]
-        args: list[int | str | bytes] = [self.dedupe_ttl_s, message.redis_message_id, message.data]
+        args: list[int | str | bytes] = [
+            self.dedupe_ttl_s,
+            message.redis_message_id,
+            message.data,
+            journaled,
+        ]
         try:
             async with asyncio.timeout(self.timeout_s):
-                written = await self._script(keys=keys, args=args)
+                written, problem = await self._script(keys=keys, args=args)
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             raise AcceptUnavailable(
                 f"redis did not confirm the accept: {type(exc).__name__}"
             ) from exc
+        if problem:
+            report_failure(problem.decode(errors="replace"), origin)
         return Outcome.ACCEPTED if written == 1 else Outcome.DUPLICATE

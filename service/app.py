@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -12,11 +13,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from callhook.config import Config
+from callhook.journal.rejections import RejectionLog
+from callhook.journal.updates import JournalSettings
+from service import api
 from service.accept import Acceptor
+from service.access import Access
+from service.console import pages
 from service.health import healthz, metrics_endpoint, readyz
+from service.insight import Insight
 from service.openapi import openapi_endpoint
 from service.state import AppState, enabled_routes, redis_client
 from service.webhooks import receive_webhook
@@ -31,6 +38,9 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis_conn = client or redis_client(config)
         routes = enabled_routes(config)
+        rejections = RejectionLog(
+            redis_conn, config.redis.namespace, timeout_s=config.journal.write_timeout_s
+        )
         app.state.callhook = AppState(
             config=config,
             routes=routes,
@@ -40,27 +50,46 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
                 namespace=config.redis.namespace,
                 dedupe_ttl_s=config.redis.dedupe_ttl_s,
                 timeout_s=config.redis.accept_timeout_s,
+                journal=JournalSettings.from_config(config),
             ),
+            rejections=rejections,
         )
+        if config.console.enabled:
+            app.state.insight = Insight(config, redis_conn)
         announce_sources(config, sorted(routes))
         await warn_about_redis(redis_conn)
+        flusher = asyncio.create_task(rejections.run(), name="journal-rejections")
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             if client is None:
                 await redis_conn.aclose()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/webhooks/{source}", receive_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            *console_routes(config),
         ],
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
         lifespan=lifespan,
     )
+    if config.console.enabled:
+        app.state.console_access = Access(config.console)
+    return app
+
+
+def console_routes(config: Config) -> list[BaseRoute]:
+    """The JSON API and the console, only when `[console] token` is set (else: 404)."""
+    if not config.console.enabled:
+        return []
+    return [Mount("/api/v1", routes=api.routes()), Mount("/console", routes=pages.routes())]
 
 
 def announce_sources(config: Config, enabled: list[str]) -> None:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import callhook
+from service.api_schema import API_COMPONENTS, API_PATHS
 
 _ANSWER = {
     "type": "object",
@@ -27,7 +28,17 @@ def _json(description: str) -> dict[str, Any]:
     }
 
 
-def document(source_names: list[str]) -> dict[str, Any]:
+def document(source_names: list[str], *, api: bool = False) -> dict[str, Any]:
+    """The description of the ingress's routes; with `api`, of the JSON API's too."""
+    described = ingress_document(source_names)
+    if api:
+        described["paths"].update(API_PATHS)
+        described["components"]["securitySchemes"] = API_COMPONENTS["securitySchemes"]
+        described["components"]["schemas"].update(API_COMPONENTS["schemas"])
+    return described
+
+
+def ingress_document(source_names: list[str]) -> dict[str, Any]:
     source_schema: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
     if source_names:
         source_schema["examples"] = source_names
@@ -115,4 +126,5 @@ def document(source_names: list[str]) -> dict[str, Any]:
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(document(sorted(request.app.state.callhook.routes)))
+    state = request.app.state.callhook
+    return JSONResponse(document(sorted(state.routes), api=state.config.console.enabled))

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from callhook import metrics
 from callhook.errors import AcceptUnavailable, BodyTimeout, DeliveryRejected, PayloadTooLarge
 from callhook.events import Delivery
+from callhook.journal.rejections import UNKNOWN_SOURCE
 from service.accept import Outcome
 from service.state import AppState
 
@@ -36,6 +37,13 @@ async def receive_webhook(request: Request) -> Response:
     route = state.routes.get(source)
     if route is None:
         metrics.webhooks_total.labels("_unknown", "unknown_source").inc()
+        state.rejections.note(
+            UNKNOWN_SOURCE,
+            status=404,
+            code="unknown_source",
+            reason=f"no source named {source[:64]!r}",
+            remote=request.client.host if request.client else None,
+        )
         return answer(404, "not_found", "unknown source")
     extra = {"source": source}
     try:
@@ -58,6 +66,9 @@ async def receive_webhook(request: Request) -> Response:
             exc.reason,
             extra={**extra, "status": exc.status_code, "remote": remote},
         )
+        state.rejections.note(
+            source, status=exc.status_code, code=exc.code, reason=exc.reason, remote=remote
+        )
         detail = exc.reason if exc.status_code == 400 else None
         response = answer(exc.status_code, exc.code, detail)
         if isinstance(exc, BodyTimeout):
@@ -74,7 +85,7 @@ async def receive_webhook(request: Request) -> Response:
 
     started = time.perf_counter()
     try:
-        outcome = await state.acceptor.accept(source, event)
+        outcome = await state.acceptor.accept(source, event, vendor=route.vendor.name)
     except AcceptUnavailable as exc:
         metrics.webhooks_total.labels(source, "unavailable").inc()
         log.error("accept failed, answering 503: %s", exc, extra=extra)

@@ -27,6 +27,7 @@ EXAMPLE_ENV = {
     "DIGA_API_KEY": "diga-api-key-secret",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/slack-url-secret",
     "CRM_WHSEC": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "CALLHOOK_CONSOLE_TOKEN": "console-token-secret-0123456789",
 }
 SECRETS = [v for k, v in EXAMPLE_ENV.items() if k not in ("CC_APP_ID", "CC_HOOK_USER")]
 
@@ -42,6 +43,7 @@ def test_example_config_loads_with_every_source_and_sink() -> None:
     assert set(config.sources) == {"quo", "cometchat", "diga"}
     assert [s.type for s in config.sinks] == ["database", "s3", "slack", "http"]
     assert all(source.webhook_enabled() for source in config.sources.values())
+    assert config.console.enabled
 
 
 def test_redacted_dump_has_no_secret() -> None:

@@ -1,4 +1,4 @@
-"""The `callhook dlq` commands over `workers.dlq.DeadLetters` (plain text for a terminal).
+"""`callhook dlq`: dead letters as plain text for a terminal; replays and purges journaled.
 
 Every field shown comes from a webhook payload or an error message, so control and
 format characters are escaped (`\\x1b`, `\\r`, `\\u202e`): a dead letter cannot move the
@@ -14,8 +14,9 @@ from typing import TypeVar
 
 import redis.asyncio
 
+from callhook.actions import Actions
 from callhook.config import Config
-from workers.dlq import DeadLetter, DeadLetters, Dropped
+from callhook.dead_letters import DeadLetter, Dropped
 
 T = TypeVar("T")
 
@@ -44,11 +45,11 @@ def _printable_char(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-def _run(config: Config, work: Callable[[DeadLetters], Awaitable[T]]) -> T:
+def _run(config: Config, work: Callable[[Actions], Awaitable[T]]) -> T:
     async def main() -> T:
         client = redis.asyncio.Redis.from_url(config.redis.url, socket_connect_timeout=5)
         try:
-            return await work(DeadLetters(client, config.redis.namespace, config.dead_letters))
+            return await work(Actions(config, client))
         finally:
             await client.aclose()
 
@@ -91,7 +92,8 @@ def dropped_line(dropped: Dropped, config: Config) -> str | None:
 
 
 def list_entries(config: Config, *, sink: str | None) -> str:
-    async def work(dlq: DeadLetters) -> tuple[list[DeadLetter], Dropped]:
+    async def work(actions: Actions) -> tuple[list[DeadLetter], Dropped]:
+        dlq = actions.dead_letters
         entries = await dlq.list(sink=sink)  # drops what is past the limits first
         return entries, await dlq.dropped()
 
@@ -107,14 +109,15 @@ def _select(entries: list[DeadLetter], ids: Sequence[str]) -> list[DeadLetter]:
 
 
 def replay(config: Config, *, sink: str | None, ids: Sequence[str]) -> str:
-    async def work(dlq: DeadLetters) -> int:
-        return await dlq.replay(_select(await dlq.list(sink=sink), ids))
+    async def work(actions: Actions) -> int:
+        chosen = _select(await actions.dead_letters.list(sink=sink), ids)
+        return len(await actions.replay(chosen, by="cli"))
 
     return f"replayed {_run(config, work)} dead letter(s)"
 
 
 def purge(config: Config, *, sink: str | None) -> str:
-    async def work(dlq: DeadLetters) -> int:
-        return await dlq.purge(await dlq.list(sink=sink))
+    async def work(actions: Actions) -> int:
+        return await actions.purge(await actions.dead_letters.list(sink=sink), by="cli")
 
     return f"purged {_run(config, work)} dead letter(s)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from workers import runtime as runtime_module
 from workers.actors.deliver import deliver
 from workers.actors.enrich import enrich
 from workers.broker import CallhookBroker
+from workers.journaling import note_deliver, note_enrich
 from workers.retrying import retry_later
 from workers.runtime import WorkerTuning
 
@@ -65,7 +67,7 @@ def guarded(stage: str, body: Callable[..., Awaitable[None]]) -> Callable[..., A
             reason = f"unexpected {type(exc).__name__}: {exc}"
             while True:
                 try:
-                    await rt.dead_letters.add(
+                    entry = await rt.dead_letters.add(
                         queue=stage,
                         actor=stage,
                         kwargs=kwargs,
@@ -73,9 +75,25 @@ def guarded(stage: str, body: Callable[..., Awaitable[None]]) -> Callable[..., A
                         attempts=int(kwargs.get("attempt", 0)) + 1,
                         sink=kwargs.get("sink"),
                     )
-                    return
+                    break
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     await asyncio.sleep(1.0)
+            if stage == DELIVER_QUEUE:
+                now_ms = int(time.time() * 1000)
+                await note_deliver(
+                    rt,
+                    kwargs,
+                    "dead_letter",
+                    started_ms=now_ms,
+                    duration_ms=0,
+                    error=exc,
+                    reason=reason,
+                    dead_letter=entry.id,
+                )
+            else:
+                await note_enrich(
+                    rt, kwargs, "dead_letter", error=exc, reason=reason, dead_letter=entry.id
+                )
 
     return run
 

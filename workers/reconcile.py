@@ -44,6 +44,7 @@ from callhook.config import Config
 from callhook.errors import AcceptUnavailable, PermanentError, UpstreamError
 from callhook.events import Event, EventType
 from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client, parse_retry_after
+from callhook.journal.updates import JournalSettings
 from callhook.queues import dedupe_key
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
 from callhook.record import CallRecord, CallStatus, LastEvent, merge, utc_now_iso
@@ -280,6 +281,7 @@ class Reconciler:
             namespace=namespace,
             dedupe_ttl_s=config.redis.dedupe_ttl_s,
             timeout_s=config.redis.accept_timeout_s,
+            journal=JournalSettings.from_config(config),
         )
 
     @classmethod
@@ -376,7 +378,10 @@ class Reconciler:
         if dry_run:
             mark = dedupe_key(self.acceptor.namespace, source, event.event_key)
             return Outcome.ALREADY_DELIVERED if await self.redis.exists(mark) else outcome
-        if await self.acceptor.accept(source, event) is Accepted.DUPLICATE:
+        accepted = await self.acceptor.accept(
+            source, event, vendor=vendor.name, origin=RECONCILE_VENDOR_TYPE
+        )
+        if accepted is Accepted.DUPLICATE:
             # fed by an earlier run; enrichment has not stored it yet
             return Outcome.ALREADY_DELIVERED
         log.info(

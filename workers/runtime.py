@@ -1,7 +1,7 @@
 """What one worker process owns: config, one httpx client, one Redis client, the vendor
-clients per source, the sinks (started once), the record store, the rate limiter, the dead
-letters. Built on the worker's event-loop thread at first use (async clients are bound to
-the loop that made them) and closed when the worker shuts down.
+clients per source, the sinks (started once), the record store, the journal, the rate
+limiter, the dead letters. Built on the worker's event-loop thread at first use (async
+clients are bound to the loop that made them) and closed when the worker shuts down.
 
 A worker process starts every configured sink as it boots (`start_sinks`), so a sink that
 cannot work as configured stops the process with one line; a sink that cannot be reached
@@ -19,8 +19,11 @@ import redis.asyncio
 import redis.exceptions
 
 from callhook.config import Config
+from callhook.dead_letters import DeadLetters
 from callhook.errors import RetryableError
 from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client
+from callhook.journal.updates import JournalSettings
+from callhook.journal.writer import Journal
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
 from callhook.sinks import SINKS
 from callhook.sinks.base import Sink, SinkResources
@@ -28,7 +31,6 @@ from callhook.store import RecordStore
 from callhook.vendors import VENDORS
 from callhook.vendors.base import Vendor, VendorClient
 from workers.broker import CallhookBroker
-from workers.dlq import DeadLetters
 from workers.retrying import DEFAULT_POLICIES, RetryPolicies, policies_from_config
 
 log = logging.getLogger("callhook.workers")
@@ -52,6 +54,7 @@ class Runtime:
     http: httpx.AsyncClient
     redis: redis.asyncio.Redis
     store: RecordStore
+    journal: Journal
     limiter: FleetRateLimiter
     dead_letters: DeadLetters
     policies: RetryPolicies
@@ -74,6 +77,7 @@ class Runtime:
         namespace = config.redis.namespace
         # the process's one connection pool; vendor clients reach it through rate limiters
         transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
+        journal = Journal(client, JournalSettings.from_config(config))
         return cls(
             config=config,
             broker=broker,
@@ -81,7 +85,8 @@ class Runtime:
             http_timeout=tuning.http_timeout,
             http=make_client(timeout=tuning.http_timeout, transport=transport),
             redis=client,
-            store=RecordStore(client, namespace),
+            store=RecordStore(client, namespace, journal),
+            journal=journal,
             limiter=FleetRateLimiter(client, namespace),
             dead_letters=DeadLetters(client, namespace, config.dead_letters),
             policies=tuning.policies,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
@@ -67,6 +68,15 @@ class Trigger:
     payload: dict[str, Any] | None = None
 
 
+class WriteResult(StrEnum):
+    """What one `Sink.write` did (the journal shows it as the attempt's outcome)."""
+
+    #: the record was stored or sent now
+    WRITTEN = "ok"
+    #: nothing was sent: an earlier attempt had already sent this (sinks/once.py)
+    ALREADY_DONE = "skipped"
+
+
 class Sink(ABC, Generic[ConfigT]):
     """A destination for call records. `write` must be idempotent per (call, trigger type).
 
@@ -88,5 +98,5 @@ class Sink(ABC, Generic[ConfigT]):
         """Release connections."""
 
     @abstractmethod
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         """Store or send the record (its JSON wire shape)."""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
-from callhook.sinks.base import Sink, SinkConfig, Trigger
+from callhook.sinks.base import Sink, SinkConfig, Trigger, WriteResult
 
 
 class FileSinkConfig(SinkConfig):
@@ -26,7 +26,7 @@ class FileSink(Sink[FileSinkConfig]):
     async def start(self) -> None:
         self.config.path.parent.mkdir(parents=True, exist_ok=True)
 
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         line = orjson.dumps(
             {
                 "trigger": {"event_key": trigger.event_key, "type": trigger.event_type},
@@ -34,6 +34,7 @@ class FileSink(Sink[FileSinkConfig]):
             }
         )
         await asyncio.to_thread(self._append, line + b"\n")
+        return WriteResult.WRITTEN
 
     def _append(self, line: bytes) -> None:
         with self.config.path.open("ab") as handle:

@@ -27,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from callhook.errors import PermanentError, RetryableError
 from callhook.http import raise_for_upstream
 from callhook.record import utc_now_iso
-from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger
+from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger, WriteResult
 from callhook.sinks.once import Once
 
 log = logging.getLogger("callhook.sinks.http")
@@ -132,7 +132,7 @@ class HttpSink(Sink[HttpSinkConfig]):
                 extra={"sink": self.config.name},
             )
 
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         if await self.resources.redis.exists(self.disabled_key):
             raise PermanentError(
                 f"{self._target}: sink disabled after 410 Gone from the receiver "
@@ -146,12 +146,14 @@ class HttpSink(Sink[HttpSinkConfig]):
         sent = await self._once.run(
             message_id, lambda: self._post(message_id, body, record, trigger)
         )
-        if not sent:
-            log.info(
-                "%s already delivered; not sending again",
-                message_id,
-                extra=_context(record, trigger, self.config.name),
-            )
+        if sent:
+            return WriteResult.WRITTEN
+        log.info(
+            "%s already delivered; not sending again",
+            message_id,
+            extra=_context(record, trigger, self.config.name),
+        )
+        return WriteResult.ALREADY_DONE
 
     async def _post(
         self, message_id: str, body: bytes, record: dict[str, Any], trigger: Trigger

@@ -42,7 +42,7 @@ from callhook.errors import (
 from callhook.http import USER_AGENT
 from callhook.lenient import text, timestamp
 from callhook.netpolicy import recording_client
-from callhook.sinks.base import Sink, SinkConfig, Trigger
+from callhook.sinks.base import Sink, SinkConfig, Trigger, WriteResult
 from callhook.sinks.s3_recordings import RecordingCopier, http_status, key_segment
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class S3Sink(Sink[S3SinkConfig]):
             await self._stack.aclose()
         self._stack, self._client, self._downloads = None, None, None
 
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         if self._client is None:
             raise RuntimeError(f"s3 sink {self.config.name!r} used before start()")
         base = call_base_key(self.config.prefix, record, trigger)
@@ -185,6 +185,7 @@ class S3Sink(Sink[S3SinkConfig]):
             raise s3_failure(exc, sink=self.config.name, bucket=self.config.bucket) from exc
         if pending is not None:
             raise pending
+        return WriteResult.WRITTEN
 
     async def _write_object(
         self, client: S3Client, base: str, record: dict[str, Any], context: dict[str, Any]

@@ -21,7 +21,7 @@ from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
 from callhook.errors import PermanentError, RateLimited, RetryableError
 from callhook.http import json_object, parse_retry_after
-from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger
+from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger, WriteResult
 from callhook.sinks.once import Once
 from callhook.sinks.slack_message import build_message, escape, format_duration
 
@@ -169,17 +169,19 @@ class SlackSink(Sink[SlackSinkConfig]):
             target=self._target,
         )
 
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         message = build_message(
             record, trigger.event_type, custom_text=self._render(record, trigger)
         )
         identity = f"{record['source']}:{record['call_id']}:{trigger.event_type}"
-        if not await self._once.run(identity, lambda: self._post(message)):
-            log.info(
-                "already posted %s for this call; not posting again",
-                trigger.event_type,
-                extra=_context(record, trigger, self.config.name),
-            )
+        if await self._once.run(identity, lambda: self._post(message)):
+            return WriteResult.WRITTEN
+        log.info(
+            "already posted %s for this call; not posting again",
+            trigger.event_type,
+            extra=_context(record, trigger, self.config.name),
+        )
+        return WriteResult.ALREADY_DONE
 
     def _render(self, record: dict[str, Any], trigger: Trigger) -> str | None:
         if self._template is None:

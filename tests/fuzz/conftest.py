@@ -76,13 +76,15 @@ SOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-def fuzz_config(redis_url: str, namespace: str) -> Config:
-    raw = {
+def fuzz_config(redis_url: str, namespace: str, *, console_token: str | None = None) -> Config:
+    raw: dict[str, Any] = {
         "redis": {"url": redis_url, "namespace": namespace},
         "ingress": {"max_body_bytes": MAX_BODY_BYTES, "timestamp_tolerance_s": 300},
         "sources": SOURCES,
         "sinks": [],
     }
+    if console_token is not None:
+        raw["console"] = {"token": console_token}
     return parse_config(raw, {}, origin="fuzz")
 
 

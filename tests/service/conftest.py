@@ -34,6 +34,7 @@ def ingress_config(
     sandbox = prepare(tmp_path / "var", ingress_host="127.0.0.1", ingress_port=0, simulator_port=1)
     raw = tomllib.loads(sandbox.config_path.read_text())
     raw["redis"] = {"url": redis_url, "namespace": namespace, **sections.pop("redis", {})}
+    raw.pop("console")  # the sandbox's; tests of the console and the API set their own
     raw.update(sections)
     raw["sinks"] = []
     return parse_config(raw, {}, origin="tests")

@@ -45,6 +45,9 @@ class Receiver:
         self.attempts: list[Attempt] = []
         self.delivered: list[Attempt] = []
         self.delay_s = 0.0
+        #: when set, every verified request is answered with this status (a receiver that
+        #: is broken until a test "fixes" it by setting None)
+        self.failing_status: int | None = None
         #: set by the fixture that serves `app`
         self.base_url = ""
         # bumped by reset(): a slow request from an earlier test must not record into this one
@@ -62,6 +65,7 @@ class Receiver:
         self.attempts.clear()
         self.delivered.clear()
         self.delay_s = 0.0
+        self.failing_status = None
         self._script.clear()
         self._generation += 1
 
@@ -84,6 +88,8 @@ class Receiver:
         self.attempts.append(attempt)
         if payload is None:
             return PlainTextResponse("bad signature", 401)
+        if self.failing_status is not None:
+            return PlainTextResponse("broken", self.failing_status)
         if self._script:
             scripted = self._script.popleft()
             return PlainTextResponse(scripted.body, scripted.status, headers=scripted.headers)

@@ -39,6 +39,7 @@ from prometheus_client import REGISTRY
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callhook.dead_letters import DeadLetters
 from callhook.events import Delivery, EventType
 from callhook.queues import DELIVER_ACTOR, ENRICH_ACTOR, QUEUES
 from callhook.sinks.database.tables import call_events, calls
@@ -52,7 +53,6 @@ from tests.sinks._http_support import HOOK_PATH, SECRET, Receiver
 from tests.sinks._s3_support import RecordingServer, Served, audio, fake_aws_credentials, moto_s3
 from tests.sinks._slack_support import WEBHOOK_PATH, FakeSlack
 from tests.workers.harness import FAST, Pipeline, running_pipeline
-from workers.dlq import DeadLetters
 from workers.dlq_cli import list_entries, replay
 from workers.retrying import RetryPolicies, RetryPolicy
 from workers.runtime import WorkerTuning

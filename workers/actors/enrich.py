@@ -12,8 +12,10 @@ import time
 from typing import Any
 
 from callhook import metrics
-from callhook.errors import NotReadyYet, PermanentError, RetryableError
+from callhook.actions import RE_ENRICH_VENDOR_TYPE
+from callhook.errors import NotReadyYet, RetryableError, UpstreamError
 from callhook.events import Event, EventType
+from callhook.journal import updates
 from callhook.lenient import iso_utc
 from callhook.queues import (
     DELIVER_ACTOR,
@@ -25,6 +27,7 @@ from callhook.queues import (
 )
 from callhook.record import CallRecord, utc_now_iso
 from callhook.sinks.routing import matching_sinks
+from workers.journaling import note_enrich
 from workers.reconcile import RECONCILE_VENDOR_TYPE, listed_observation
 from workers.retrying import retry_later
 from workers.runtime import Runtime, runtime
@@ -82,6 +85,8 @@ async def enrich(
     received_iso = iso_utc(received_at) or utc_now_iso()
     if vendor_type == RECONCILE_VENDOR_TYPE:
         first = listed_observation(vendor, source, event, received_iso)
+    elif vendor_type == RE_ENRICH_VENDOR_TYPE:  # an operator's: all there is, is the API
+        first = CallRecord(source=source, vendor=vendor.name, call_id=call_id)
     else:
         first = vendor.record_from_event(source, event, received_iso)
     observations: list[CallRecord] = [first]
@@ -89,11 +94,14 @@ async def enrich(
     # not fetchable: the event carries no id the vendor API knows (e.g. a CometChat missed
     # call without a session id); the payload is all there is
     payload_only = payload_only or not fetchable
+    latency_ms: float | None = None
     if not payload_only:
+        started = time.perf_counter()
         try:
             observations.append(await fetch(rt, source, call_id, event_type))
-        except NotReadyYet as exc:
-            if rt.policies.not_ready.exhausted(attempt):
+        except UpstreamError as exc:
+            latency_ms = (time.perf_counter() - started) * 1000
+            if isinstance(exc, NotReadyYet) and rt.policies.not_ready.exhausted(attempt):
                 log.warning(
                     "vendor never returned the call; recording it from the payload alone: %s",
                     exc.reason,
@@ -101,15 +109,18 @@ async def enrich(
                 )
                 metrics.enrich_total.labels(vendor.name, "payload_only").inc()
                 payload_only = True
-            else:
-                await retry(rt, kwargs, rt.policies.not_ready.delay_s(attempt), exc.reason, context)
+            elif isinstance(exc, NotReadyYet):
+                delay = rt.policies.not_ready.delay_s(attempt)
+                await retry(rt, kwargs, delay, exc, context, latency_ms)
                 return
-        except RetryableError as exc:
-            await retry_or_dead_letter(rt, kwargs, exc, context)
-            return
-        except PermanentError as exc:
-            await dead_letter(rt, kwargs, exc.reason, vendor.name)
-            return
+            elif isinstance(exc, RetryableError):
+                await retry_or_dead_letter(rt, kwargs, exc, context, latency_ms)
+                return
+            else:
+                await dead_letter(rt, kwargs, exc.reason, vendor.name, exc, latency_ms)
+                return
+        else:
+            latency_ms = (time.perf_counter() - started) * 1000
     if payload_only:
         observations = [o.model_copy(update={"enrichment": "payload_only"}) for o in observations]
 
@@ -132,8 +143,25 @@ async def enrich(
             for sink in matching_sinks(record, event_type, rt.config.sinks)
         ]
 
-    record = await rt.store.merge_and_enqueue(observations, deliver_messages)
-    metrics.enrich_total.labels(vendor.name, "ok" if not payload_only else "payload_only").inc()
+    outcome = "payload_only" if payload_only else "ok"
+
+    def journal_entry(record: CallRecord) -> bytes:
+        return updates.enrich_attempt(
+            rt.journal.settings,
+            source=source,
+            call_id=call_id,
+            now_ms=int(time.time() * 1000),
+            event_key=event_key,
+            event_type=event_type.value,
+            attempt=attempt,
+            outcome=outcome,
+            latency_ms=latency_ms,
+            record=record,
+            routed=[sink.name for sink in matching_sinks(record, event_type, rt.config.sinks)],
+        )
+
+    record = await rt.store.merge_and_enqueue(observations, deliver_messages, journal_entry)
+    metrics.enrich_total.labels(vendor.name, outcome).inc()
     log.info(
         "enriched %s → status %s (revision %d)",
         event_type.value,
@@ -155,41 +183,73 @@ async def fetch(rt: Runtime, source: str, call_id: str, event_type: EventType) -
 
 
 async def retry_or_dead_letter(
-    rt: Runtime, kwargs: dict[str, Any], exc: RetryableError, context: dict[str, Any]
+    rt: Runtime,
+    kwargs: dict[str, Any],
+    exc: RetryableError,
+    context: dict[str, Any],
+    latency_ms: float | None,
 ) -> None:
     attempt = int(kwargs["attempt"])
     if rt.policies.vendor_transient.exhausted(attempt):
         reason = f"gave up after {attempt + 1} attempts: {exc.reason}"
-        await dead_letter(rt, kwargs, reason, rt.vendor(kwargs["source"]).name)
+        await dead_letter(rt, kwargs, reason, rt.vendor(kwargs["source"]).name, exc, latency_ms)
         return
-    await retry(
-        rt,
-        kwargs,
-        rt.policies.vendor_transient.delay_s(attempt, exc.retry_after),
-        exc.reason,
-        context,
-    )
+    delay = rt.policies.vendor_transient.delay_s(attempt, exc.retry_after)
+    await retry(rt, kwargs, delay, exc, context, latency_ms)
 
 
 async def retry(
-    rt: Runtime, kwargs: dict[str, Any], delay_s: float, reason: str, context: dict[str, Any]
+    rt: Runtime,
+    kwargs: dict[str, Any],
+    delay_s: float,
+    exc: UpstreamError,
+    context: dict[str, Any],
+    latency_ms: float | None,
 ) -> None:
     vendor_name = rt.vendor(kwargs["source"]).name
     metrics.enrich_total.labels(vendor_name, "retry").inc()
     log.info(
-        "retrying in %.1fs: %s", delay_s, reason, extra={**context, "attempt": kwargs["attempt"]}
+        "retrying in %.1fs: %s",
+        delay_s,
+        exc.reason,
+        extra={**context, "attempt": kwargs["attempt"]},
+    )
+    await note_enrich(
+        rt,
+        kwargs,
+        "retry",
+        latency_ms=latency_ms,
+        error=exc,
+        reason=exc.reason,
+        retry_in_s=delay_s,
     )
     retried = {**kwargs, "attempt": kwargs["attempt"] + 1}
     await retry_later(rt.broker, ENRICH_QUEUE, retried, delay_s)
 
 
-async def dead_letter(rt: Runtime, kwargs: dict[str, Any], reason: str, vendor_label: str) -> None:
+async def dead_letter(
+    rt: Runtime,
+    kwargs: dict[str, Any],
+    reason: str,
+    vendor_label: str,
+    exc: BaseException | None = None,
+    latency_ms: float | None = None,
+) -> None:
     entry = await rt.dead_letters.add(
         queue=ENRICH_QUEUE,
         actor=ENRICH_ACTOR,
         kwargs=kwargs,
         reason=reason,
         attempts=int(kwargs["attempt"]) + 1,
+    )
+    await note_enrich(
+        rt,
+        kwargs,
+        "dead_letter",
+        latency_ms=latency_ms,
+        error=exc,
+        reason=reason,
+        dead_letter=entry.id,
     )
     metrics.enrich_total.labels(vendor_label, "dead_letter").inc()
     log.error(

@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callhook.errors import ConfigError, RetryableError
-from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger
+from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger, WriteResult
 from callhook.sinks.database.config import DatabaseSinkConfig
 from callhook.sinks.database.engine import create_engine, sqlite_path, use_wal
 from callhook.sinks.database.failures import classify
@@ -85,7 +85,7 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
             await self._engine.dispose()
             self._engine = None
 
-    async def write(self, record: dict[str, Any], trigger: Trigger) -> None:
+    async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         """Upsert `calls` and insert into `call_events` in one transaction."""
         if self._engine is None:
             raise RuntimeError(f"database sink {self.config.name!r} written before start()")
@@ -99,3 +99,4 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 await connection.execute(audit)
         except _DATABASE_ERRORS as exc:
             raise classify(exc, self.config.name) from exc
+        return WriteResult.WRITTEN

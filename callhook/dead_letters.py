@@ -14,7 +14,9 @@ dropped is counted in Redis (`{ns}:dlq:{stage}:dropped`, by cause), in the
 
 from __future__ import annotations
 
+import builtins
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,7 +38,7 @@ from callhook.queues import (
     queue_key,
 )
 
-log = logging.getLogger("callhook.workers.dlq")
+log = logging.getLogger("callhook.dead_letters")
 
 #: most entries one script run drops: a first trim of a large backlog must not hold Redis
 #: for long (`trim` loops; a write drops at most this many, far more than it adds)
@@ -120,6 +122,33 @@ class DeadLetter:
     @classmethod
     def decode(cls, raw: bytes) -> DeadLetter:
         return cls(**orjson.loads(raw))
+
+    @property
+    def stage(self) -> str:
+        """`enrich` or `deliver`."""
+        return self.queue.removeprefix("callhook.")
+
+    @property
+    def reason_class(self) -> str:
+        return reason_class(self.reason)
+
+
+_GAVE_UP = re.compile(r"^gave up after \d+ attempts: ")
+#: "s3 sink 'archive' (bucket 'calls'): " - the sink is a group of its own
+_SINK_PREFIX = re.compile(r"^\w+ sink '[^']*'(?: \([^)]*\))?: ")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_VARYING = re.compile(r"\b(?:\d+(?:\.\d+)?s?|[0-9a-f-]*\d[0-9a-f-]*)\b")
+_HTTP_STATUS = re.compile(r"[1-5]\d\d")
+
+
+def reason_class(reason: str) -> str:
+    """What dead letters failing the same way share: the reason without attempt counts,
+    the sink's own name, quoted values, ids and numbers (HTTP statuses are kept)."""
+    text = _SINK_PREFIX.sub("", _GAVE_UP.sub("", reason))
+    text = _QUOTED.sub("…", text)
+    text = _VARYING.sub(lambda m: m.group() if _HTTP_STATUS.fullmatch(m.group()) else "#", text)
+    text = text.strip()
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +274,11 @@ class DeadLetters:
             )
         return Dropped(int(expired), int(capped))
 
-    async def list(self, *, sink: str | None = None) -> list[DeadLetter]:
-        """All entries, oldest first, optionally only one sink's (past the limits: dropped)."""
+    async def list(
+        self, *, sink: str | None = None, stage: str | None = None, source: str | None = None
+    ) -> list[DeadLetter]:
+        """All entries, oldest first, optionally only one sink's, stage's (`enrich`,
+        `deliver`) or source's; entries past the limits are dropped first."""
         await self.trim()
         entries: list[DeadLetter] = []
         for queue in STAGES:
@@ -261,7 +293,26 @@ class DeadLetters:
             )
             entries.extend(DeadLetter.decode(raw) for raw in raws if raw is not None)
         entries.sort(key=lambda entry: entry.at)
-        return [entry for entry in entries if sink is None or entry.sink == sink]
+        return [
+            entry
+            for entry in entries
+            if (sink is None or entry.sink == sink)
+            and (stage is None or entry.stage == stage)
+            and (source is None or entry.source == source)
+        ]
+
+    async def get(self, ids: Sequence[str]) -> builtins.list[DeadLetter]:
+        """The entries with these ids that are still stored (any stage), oldest first."""
+        if not ids:
+            return []
+        found: builtins.list[DeadLetter] = []
+        for queue in STAGES:
+            raws = cast(
+                builtins.list[bytes | None],
+                await self.client.hmget(dlq_entries_key(self.namespace, queue), list(ids)),
+            )
+            found.extend(DeadLetter.decode(raw) for raw in raws if raw is not None)
+        return sorted(found, key=lambda entry: entry.at)
 
     async def count(self) -> dict[str, int]:
         return {
@@ -269,24 +320,25 @@ class DeadLetters:
             for queue in STAGES
         }
 
-    async def replay(self, entries: Sequence[DeadLetter]) -> int:
+    async def replay(self, entries: Sequence[DeadLetter]) -> builtins.list[DeadLetter]:
         """Re-enqueue each entry still stored (attempt counter reset) and remove it,
-        atomically each; entries gone meanwhile (replayed, purged, dropped) are skipped."""
-        replayed = 0
+        atomically each; entries gone meanwhile (replayed, purged, dropped) are skipped.
+        Returns the entries replayed now."""
+        replayed: list[DeadLetter] = []
         for entry in entries:
             kwargs = {**entry.kwargs, "attempt": 0}
             message = encode_message(entry.queue, entry.actor, kwargs)
-            replayed += int(
-                await self._replay(
-                    keys=[
-                        dlq_index_key(self.namespace, entry.queue),
-                        dlq_entries_key(self.namespace, entry.queue),
-                        messages_key(self.namespace, entry.queue),
-                        queue_key(self.namespace, entry.queue),
-                    ],
-                    args=[entry.id, message.redis_message_id, message.data],
-                )
+            done = await self._replay(
+                keys=[
+                    dlq_index_key(self.namespace, entry.queue),
+                    dlq_entries_key(self.namespace, entry.queue),
+                    messages_key(self.namespace, entry.queue),
+                    queue_key(self.namespace, entry.queue),
+                ],
+                args=[entry.id, message.redis_message_id, message.data],
             )
+            if done:
+                replayed.append(entry)
         return replayed
 
     async def purge(self, entries: Sequence[DeadLetter]) -> int:
