@@ -23,10 +23,11 @@ from callhook.queues import (
     queue_key,
 )
 
-# KEYS: dedupe mark, queue's message hash, queue list. ARGV: ttl, message id, message bytes,
-# journal update ('' for none). A Lua script runs atomically: either the mark and the
-# message are both written, or neither. The journal entry rides along (journal.lua), and
-# cannot fail the accept. Returns {1 accepted / 0 duplicate, the journal's error or ''}.
+# KEYS: dedupe mark, queue's message hash, queue list. ARGV: ttl, message id, message
+# bytes, and the journal's head and entry (journal.lua `journal_accept`; '' and '' for
+# none). A Lua script runs atomically: either the mark and the message are both written,
+# or neither. The journal entry rides along and cannot fail the accept. Returns 1
+# (accepted) or 0 (duplicate); when the journal failed, that digit, ':' and its error.
 ACCEPT_BODY = """
 local written = 0
 if redis.call('set', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
@@ -34,15 +35,13 @@ if redis.call('set', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   redis.call('rpush', KEYS[3], ARGV[2])
   written = 1
 end
-local problem = nil
 if ARGV[4] ~= '' then
-  if written == 1 then
-    problem = journal(ARGV[4])
-  else
-    problem = journal_duplicate(ARGV[4])
+  local problem = journal_accept(written, ARGV[4], ARGV[5])
+  if problem then
+    return written .. ':' .. problem
   end
 end
-return {written, problem or ''}
+return written
 """
 
 
@@ -98,9 +97,9 @@ class Acceptor:
                 "payload": event.payload,
             },
         )
-        journaled = b""
+        journaled: tuple[str, bytes] = ("", b"")
         if self.journal is not None and event.call_id is not None and event.type is not None:
-            journaled = updates.accepted(
+            journaled = updates.accept_arguments(
                 self.journal,
                 source=source,
                 call_id=event.call_id,
@@ -120,15 +119,17 @@ class Acceptor:
             self.dedupe_ttl_s,
             message.redis_message_id,
             message.data,
-            journaled,
+            *journaled,
         ]
         try:
             async with asyncio.timeout(self.timeout_s):
-                written, problem = await self._script(keys=keys, args=args)
+                written = await self._script(keys=keys, args=args)
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             raise AcceptUnavailable(
                 f"redis did not confirm the accept: {type(exc).__name__}"
             ) from exc
-        if problem:
-            report_failure(problem.decode(errors="replace"), origin)
+        if isinstance(written, bytes):  # "1:<the journal's error>"
+            digit, _, problem = written.decode(errors="replace").partition(":")
+            report_failure(problem, origin)
+            written = int(digit)
         return Outcome.ACCEPTED if written == 1 else Outcome.DUPLICATE

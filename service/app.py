@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from callhook.config import Config
-from callhook.journal.rejections import RejectionLog
+from callhook.journal.tally import IngressTally
 from callhook.journal.updates import JournalSettings
 from service import api
 from service.accept import Acceptor
@@ -38,7 +38,7 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis_conn = client or redis_client(config)
         routes = enabled_routes(config)
-        rejections = RejectionLog(
+        tally = IngressTally(
             redis_conn, config.redis.namespace, timeout_s=config.journal.write_timeout_s
         )
         app.state.callhook = AppState(
@@ -52,13 +52,13 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
                 timeout_s=config.redis.accept_timeout_s,
                 journal=JournalSettings.from_config(config),
             ),
-            rejections=rejections,
+            tally=tally,
         )
         if config.console.enabled:
             app.state.insight = Insight(config, redis_conn)
         announce_sources(config, sorted(routes))
         await warn_about_redis(redis_conn)
-        flusher = asyncio.create_task(rejections.run(), name="journal-rejections")
+        flusher = asyncio.create_task(tally.run(), name="ingress-tally")
         try:
             yield
         finally:

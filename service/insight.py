@@ -18,7 +18,7 @@ from callhook.actions import Actions
 from callhook.config import Config, redacted
 from callhook.dead_letters import DeadLetter, Dropped
 from callhook.journal.reader import CallFilter, CallSummary, JournalReader
-from callhook.journal.rejections import UNKNOWN_SOURCE
+from callhook.journal.tally import UNKNOWN_SOURCE
 from callhook.journal.updates import LATENCY_BUCKETS_MS, JournalSettings, iso_ms
 from callhook.queues import QUEUES, STAGES, dlq_index_key, queue_key
 from callhook.ratelimit import FleetRateLimiter
@@ -199,8 +199,9 @@ class Insight:
         health = await self.journal.health()
 
         def field(kind: str, name: str, what: str) -> str | None:
+            """A health field; the times (kept as epoch ms) as ISO-8601."""
             value = health.get(f"{kind}:{name}:{what}")
-            if value is None or not what.endswith(("_at", "_ok", "_accepted", "_rejected")):
+            if value is None or what.endswith("_error"):
                 return value
             return iso_ms(int(value)) if value.isdigit() else None
 

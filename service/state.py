@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio
 
 from callhook.config import Config
-from callhook.journal.rejections import RejectionLog
+from callhook.journal.tally import IngressTally
 from callhook.vendors import VENDORS
 from callhook.vendors.base import SourceConfig, Vendor
 from service.accept import Acceptor
@@ -30,7 +30,7 @@ class AppState:
     routes: Mapping[str, SourceRoute]
     redis: redis.asyncio.Redis
     acceptor: Acceptor
-    rejections: RejectionLog
+    tally: IngressTally
 
 
 def enabled_routes(config: Config) -> dict[str, SourceRoute]:

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from callhook import metrics
 from callhook.errors import AcceptUnavailable, BodyTimeout, DeliveryRejected, PayloadTooLarge
 from callhook.events import Delivery
-from callhook.journal.rejections import UNKNOWN_SOURCE
+from callhook.journal.tally import UNKNOWN_SOURCE
 from service.accept import Outcome
 from service.state import AppState
 
@@ -37,7 +37,7 @@ async def receive_webhook(request: Request) -> Response:
     route = state.routes.get(source)
     if route is None:
         metrics.webhooks_total.labels("_unknown", "unknown_source").inc()
-        state.rejections.note(
+        state.tally.rejected(
             UNKNOWN_SOURCE,
             status=404,
             code="unknown_source",
@@ -66,7 +66,7 @@ async def receive_webhook(request: Request) -> Response:
             exc.reason,
             extra={**extra, "status": exc.status_code, "remote": remote},
         )
-        state.rejections.note(
+        state.tally.rejected(
             source, status=exc.status_code, code=exc.code, reason=exc.reason, remote=remote
         )
         detail = exc.reason if exc.status_code == 400 else None
@@ -94,6 +94,7 @@ async def receive_webhook(request: Request) -> Response:
         return response
     metrics.ingress_accept_seconds.observe(time.perf_counter() - started)
     metrics.webhooks_total.labels(source, outcome.value).inc()
+    state.tally.accepted(source, duplicate=outcome is Outcome.DUPLICATE)
     if outcome is Outcome.ACCEPTED:
         metrics.events_enqueued_total.labels(source, event.type.value).inc()
         log.info("accepted %s", event.type.value, extra={**extra, "type": event.type.value})

@@ -17,11 +17,21 @@ local function journal_write(u)
   local idx = p .. ':idx:'
   local cutoff = '(' .. (now - ttl * 1000)
   local is_new = redis.call('HSETNX', summary, 'first_at', now) == 1
+  local first_at = now
+  -- one HSET for every field this update sets
+  local fields = {'last_at', now}
   if is_new then
-    redis.call('HSET', summary, 'source', u.src, 'call_id', u.call)
+    fields[#fields + 1], fields[#fields + 2] = 'source', u.src
+    fields[#fields + 1], fields[#fields + 2] = 'call_id', u.call
+  else
+    first_at = redis.call('HGET', summary, 'first_at')
   end
-  local first_at = redis.call('HGET', summary, 'first_at')
-  redis.call('HSET', summary, 'last_at', now)
+  if u.set then
+    for field, value in pairs(u.set) do
+      fields[#fields + 1], fields[#fields + 2] = field, value
+    end
+  end
+  redis.call('HSET', summary, unpack(fields))
   if u.entry then
     local list = p .. ':call:' .. member
     local length = redis.call('RPUSH', list, u.entry)
@@ -31,11 +41,6 @@ local function journal_write(u)
       redis.call('HINCRBY', summary, 'trimmed', length - cap)
     end
     redis.call('EXPIRE', list, ttl)
-  end
-  if u.set then
-    for field, value in pairs(u.set) do
-      redis.call('HSET', summary, field, value)
-    end
   end
   if u.incr then
     for field, by in pairs(u.incr) do
@@ -78,9 +83,11 @@ local function journal_write(u)
     redis.call('EXPIRE', minute, 7200)
   end
   if u.health then
+    local health = {}
     for field, value in pairs(u.health) do
-      redis.call('HSET', p .. ':health', field, value)
+      health[#health + 1], health[#health + 2] = field, value
     end
+    redis.call('HSET', p .. ':health', unpack(health))
   end
 end
 
@@ -94,18 +101,27 @@ local function journal(update)
   return tostring(problem)
 end
 
--- One more duplicate of an accepted delivery: `update` is the one the delivery would have
--- been journaled with; only its counts are kept.
-local function journal_duplicate(update)
-  local ok, problem = pcall(function()
-    local u = cjson.decode(update)
-    local counts = {dups = 1}
-    counts['dup:' .. u.ekey] = 1
-    journal_write({
-      p = u.p, src = u.src, call = u.call, now = u.now, ttl = u.ttl, cap = u.cap,
-      incr = counts, stats = {['dup:' .. u.src] = 1},
-    })
-  end)
+-- The accept script's journal (service/accept.py): `head` is the update's plain parts
+-- joined by US (\31): prefix, source, call id, now in ms, ttl, cap, event key, vendor;
+-- `entry` the entry. Two arguments, no JSON to decode: the ingress's hot path stays short.
+-- A duplicate (`written` 0) is only counted. Per-minute counters and "last accepted" are
+-- the ingress's own to batch (callhook/journal/tally.py).
+local function journal_accept(written, head, entry)
+  local parts = {}
+  for part in string.gmatch(head .. '\31', '([^\31]*)\31') do
+    parts[#parts + 1] = part
+  end
+  local u = {
+    p = parts[1], src = parts[2], call = parts[3], now = parts[4], ttl = parts[5],
+    cap = parts[6],
+  }
+  if written == 1 then
+    u.entry, u.ekey, u.set, u.incr = entry, parts[7], {vendor = parts[8]}, {events = 1}
+  else
+    u.incr = {dups = 1}
+    u.incr['dup:' .. parts[7]] = 1
+  end
+  local ok, problem = pcall(journal_write, u)
   if ok then
     return nil
   end

@@ -112,7 +112,7 @@ def update(
     return orjson.dumps(body)
 
 
-def accepted(
+def accept_arguments(
     settings: JournalSettings,
     *,
     source: str,
@@ -123,27 +123,34 @@ def accepted(
     event_type: str,
     origin: str,
     received_ms: int,
-) -> bytes:
-    """An accepted delivery (or a call reconcile found). The accept script turns it into a
-    duplicate count when the event key was seen before (service/accept.py)."""
-    return update(
-        settings,
-        source,
-        call_id,
-        now_ms=received_ms,
-        entry={
+) -> tuple[str, bytes]:
+    """The accept script's journal arguments (journal.lua `journal_accept`) for a delivery
+    the ingress accepted (or a call reconcile found); the script counts a duplicate instead
+    when the event key was seen before. Two plain arguments, not an update: this runs for
+    every delivery, on the ingress's hot path."""
+    head = "\x1f".join(
+        (
+            prefix(settings.namespace),
+            source,
+            call_id,
+            str(received_ms),
+            str(settings.ttl_s),
+            str(settings.max_entries_per_call),
+            event_key,
+            vendor,
+        )
+    )
+    entry = orjson.dumps(
+        {
+            "at": iso_ms(received_ms),
             "kind": "accepted",
             "origin": origin,
             "event_key": event_key,
             "vendor_type": vendor_type,
             "type": event_type,
-        },
-        event_key=event_key,
-        set_fields={"vendor": vendor},
-        incr={"events": 1},
-        stats={f"acc:{source}": 1},
-        health={f"source:{source}:last_accepted": received_ms},
+        }
     )
+    return head, entry
 
 
 def enrich_attempt(

@@ -278,9 +278,11 @@ def test_pages_walk_every_call_newest_first(redis_server_url: str, redis_namespa
 
 
 def test_a_journal_that_cannot_be_written_never_fails_the_work(pipeline: Pipeline) -> None:
-    """A key of the wrong type makes every journal write fail inside Redis: each accept,
+    """Keys of the wrong type make every journal write fail inside Redis: each accept,
     enrichment and delivery still happens, and the failures are counted."""
-    pipeline.redis.set(f"{prefix(pipeline.config.redis.namespace)}:health", "not a hash")
+    journal = prefix(pipeline.config.redis.namespace)
+    pipeline.redis.set(f"{journal}:idx:all", "not a sorted set")  # the accept's
+    pipeline.redis.set(f"{journal}:health", "not a hash")  # the workers'
 
     def failures() -> dict[str, float]:
         counted = metrics.journal_write_errors_total
