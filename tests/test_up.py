@@ -1,11 +1,13 @@
 """`callhook up` from an empty directory (sandbox mode), then `callhook send-test-event` for
-each vendor: 200 from the ingress, an enriched record in the sandbox's sink, and the
-deliveries counted on the workers' metrics port."""
+each vendor: 200 from the ingress, an enriched record in the sandbox's sink, the
+deliveries counted on the workers' metrics port, and the console link printed at start
+showing the three calls with their journeys."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -114,6 +116,7 @@ def test_up_then_send_test_event_for_each_vendor(
             if sample.name == "callhook_sink_deliveries_total" and sample.labels["outcome"] == "ok"
         )
         assert delivered >= 3, text
+        check_console(banner, {str(r["call_id"]): str(r["source"]) for r in found})
     finally:
         os.killpg(up.pid, signal.SIGINT)
         try:
@@ -124,6 +127,25 @@ def test_up_then_send_test_event_for_each_vendor(
         log.close()
         squatter.close()
     assert up.returncode in (0, -signal.SIGINT, 130), (tmp_path / "up.log").read_text()[-2000:]
+
+
+def check_console(banner: str, calls: dict[str, str]) -> None:
+    """The start line's console link logs in; the calls page lists `calls` (call id ->
+    source), and each call's page its timeline and the sandbox sink's attempt."""
+    found = re.search(r"console: ((http://\S+?)/console/login\?token=[\w-]+) ", banner)
+    assert found, banner
+    link, base = found.group(1), found.group(2)
+    with httpx.Client(follow_redirects=True, timeout=10) as browser:
+        start = browser.get(link)
+        assert start.status_code == 200
+        assert start.url.path == "/console/"
+        listed = browser.get(f"{base}/console/calls").text
+        for call_id, source in calls.items():
+            assert f'data-call-id="{call_id}"' in listed
+            page = browser.get(f"{base}/console/calls/{source}/{call_id}").text
+            assert "Delivery accepted" in page
+            assert 'data-sink="sandbox"' in page
+            assert "attempt outcome-ok" in page
 
 
 def test_up_stops_with_the_workers_when_a_sink_is_misconfigured(
