@@ -4,7 +4,9 @@ database (PostgreSQL), s3 (moto) and http (a receiver) sinks; every part is a pr
 its own on this machine (bench/e2e_servers.py).
 
 Phases: (1) throughput: N calls, each a realistic sequence of deliveries posted in order,
-as fast as the ingress takes them; calls/s from the first post to the last sink write.
+as fast as the ingress takes them; calls/s from the first post to the last sink write, and
+CPU per call. (1b) the same N calls through the naive pipeline (bench/naive.py) on the same
+simulators and sinks, and the ratios.
 (2) latency: calls started at a fixed rate (open loop); per call, the time from the 200
 for its last delivery to the last write any sink made for it. (3) backlog: workers
 stopped, a backlog posted (Redis memory per queued event), workers started again (drain
@@ -43,11 +45,13 @@ from bench.processes import (
     memory_kib,
     peak_rss_report,
     python_command,
+    redis_cpu_seconds,
     redis_used_memory,
     running,
     spawn,
     stop,
     tree,
+    tree_cpu_seconds,
 )
 from bench.pyspy import profiled
 from callhook.config import Config, load_config
@@ -198,21 +202,36 @@ def running_world(args: argparse.Namespace, directory: Path, namespace: str) -> 
 # --- phases ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One pipeline's throughput run: calls/s sustained, CPU per call of its own processes
+    (Callhook: ingress and workers; Redis apart), and of Redis."""
+
+    calls_per_s: float
+    cpu_ms_per_call: float
+    redis_ms_per_call: float = 0.0
+
+
 def throughput(
     w: World, count: int, concurrency: int, profile: Path | None
-) -> tuple[float, loadgen.RunResult]:
+) -> tuple[Measured, loadgen.RunResult]:
     """Post `count` calls as fast as the ingress takes them; return the calls/s sustained
-    from the first post to the last sink write, and what was posted."""
+    from the first post to the last sink write, CPU per call, and what was posted."""
     calls = w.calls(count)
     assert w.workers is not None
+    own = {"ingress": w.children["ingress"], "workers": w.workers}
     with (
         profiled(w.workers.pid, profile / "workers.txt", gil=True)
         if profile
         else contextlib.nullcontext()
     ):
+        cpu_before = sum(tree_cpu_seconds(child.pid) for child in own.values())
+        redis_before = redis_cpu_seconds(w.redis)
         started = time.time()
         posted = w.post(calls, concurrency)
         w.wait_drained()
+        cpu = sum(tree_cpu_seconds(child.pid) for child in own.values()) - cpu_before
+        redis_cpu = redis_cpu_seconds(w.redis) - redis_before
     writes = w.last_writes()
     ends = [last_write(writes, call) for call in calls]
     done = [end for end in ends if end is not None]
@@ -223,7 +242,42 @@ def throughput(
         f"{count / span:.0f} calls/s sustained, {posted.requests / span:.0f} deliveries/s "
         f"(target >= 300 calls/s){'' if len(done) == count else f'; {count - len(done)} lost'}"
     )
-    return count / span, posted
+    measured = Measured(count / span, cpu / count * 1000, redis_cpu / count * 1000)
+    print(
+        f"  CPU per call: {measured.cpu_ms_per_call:.1f} ms in the ingress and workers "
+        f"({cpu / posted.requests * 1000:.1f} ms per delivery), "
+        f"{measured.redis_ms_per_call:.1f} ms in Redis"
+    )
+    return measured, posted
+
+
+def baseline(w: World, count: int, concurrency: int, processes: int) -> Measured:
+    """The naive pipeline (bench/naive.py) on the same calls, simulators and sinks: calls/s
+    from the first post to the last answer (it answers once its I/O is done), and CPU per
+    call of its processes."""
+    port = free_port()
+    config_path = w.directory / "callhook.toml"
+    command = python_command("-m", "bench.naive", "--config", str(config_path))
+    command += ["--port", str(port), "--processes", str(processes)]
+    with running("naive", command, w.directory, port=port, env=AWS_ENV) as naive:
+        warm = loadgen.build_calls(w.config, 20, f"127.0.0.1:{port}")
+        loadgen.run(loadgen.closed_loop(port, [call.requests for call in warm], 4))
+        calls = loadgen.build_calls(w.config, count, f"127.0.0.1:{port}")
+        before = tree_cpu_seconds(naive.pid)
+        posted = loadgen.run(
+            loadgen.closed_loop(port, [call.requests for call in calls], concurrency)
+        )
+        cpu = tree_cpu_seconds(naive.pid) - before
+    failed = sum(n for status, n in posted.statuses.items() if status != 200)
+    measured = Measured(count / posted.elapsed_s, cpu / count * 1000)
+    print(
+        f"\nbaseline (bench/naive.py, {processes} processes: GET the call, upsert, PUT, POST "
+        f"in the request; no dedupe, merge, once-marks or retries): {count} calls "
+        f"({posted.requests} deliveries) in {posted.elapsed_s:.1f}s: "
+        f"{measured.calls_per_s:.0f} calls/s, CPU {measured.cpu_ms_per_call:.1f} ms per call"
+        f"{f'; {failed} deliveries failed' if failed else ''}"
+    )
+    return measured
 
 
 def latency(w: World, rate: float, seconds: float, connections: int) -> loadgen.RunResult:
@@ -342,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"sinks: {', '.join(w.last_writes())}")
         vendor_before, started = w.vendor_requests(), time.monotonic()
         cpu = CpuMeter.start(running_children(w), w.redis)
-        sustained, first = throughput(w, args.calls, args.concurrency, args.profile)
+        callhook, first = throughput(w, args.calls, args.concurrency, args.profile)
+        sustained = callhook.calls_per_s
         rate = min(args.rate, sustained / 2)
         if rate < args.rate:
             print(
@@ -358,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\npeak RSS (VmHWM) per process, MiB:")
         print(peak_rss_report(running_children(w)))
         print(f"\n{journal_report(w.redis, namespace)}")
+        naive = baseline(w, args.calls, args.concurrency, args.processes)
+        print(
+            f"callhook / baseline: {callhook.calls_per_s / naive.calls_per_s:.2f}x the calls/s "
+            f"(target >= 1.0), {callhook.cpu_ms_per_call / naive.cpu_ms_per_call:.2f}x the "
+            "CPU per call (Redis apart)"
+        )
         backlog(w, args.backlog, args.concurrency)
         print(f"\ndead letters: {w.dead_letters()}")
 
