@@ -10,6 +10,7 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio
@@ -37,6 +38,15 @@ class RecordStore:
     async def get(self, source: str, call_id: str) -> CallRecord | None:
         raw = await self.client.get(self.key(source, call_id))
         return None if raw is None else CallRecord.model_validate_json(raw)
+
+    async def get_wire(self, source: str, call_id: str) -> dict[str, Any] | None:
+        """The stored record in its JSON wire shape, as sinks take it: what `merge_and_enqueue`
+        wrote, decoded, without a round trip through the model (the deliver actor's path)."""
+        raw = await self.client.get(self.key(source, call_id))
+        if raw is None:
+            return None
+        record: dict[str, Any] = orjson.loads(raw)
+        return record
 
     async def merge_and_enqueue(
         self,

@@ -54,7 +54,7 @@ async def deliver(
     if not rt.has_sink(sink):
         await attempt_run.dead_letter(f"sink {sink!r} is no longer configured")
         return
-    record = await rt.store.get(source, call_id)
+    record = await rt.store.get_wire(source, call_id)
     if record is None:
         await attempt_run.dead_letter("the call record expired from the store before delivery")
         return
@@ -68,7 +68,7 @@ async def deliver(
     try:
         target = await rt.sink(sink)
         async with asyncio.timeout(target.config.timeout_s * 3):
-            result = await target.write(record.to_json_dict(), trigger)
+            result = await target.write(record, trigger)
     except ConfigError as exc:
         await attempt_run.dead_letter(f"sink cannot start: {exc}", exc)
         return
@@ -93,7 +93,7 @@ async def deliver(
     metrics.end_to_end_seconds.labels(sink).observe(max(0.0, time.time() - received_at))
     await attempt_run.note(result.value)
     if result is WriteResult.WRITTEN:
-        log.info("delivered %s (revision %d)", type, record.revision, extra=context)
+        log.info("delivered %s (revision %s)", type, record.get("revision"), extra=context)
 
 
 class AttemptRun:
