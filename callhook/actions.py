@@ -105,25 +105,22 @@ class Actions:
         if not chosen:
             raise ActionRefused("no sink to deliver to: the call's last event routes to none")
         now = time.time()
-        messages = [
-            encode_message(
-                DELIVER_QUEUE,
-                DELIVER_ACTOR,
-                {
-                    "sink": sink,
-                    "source": source,
-                    "call_id": call_id,
-                    "event_key": event_key,
-                    "type": event_type.value,
-                    "received_at": now,
-                    "payload": None,
-                    "attempt": 0,
-                },
-            )
-            for sink in chosen
-        ]
+        message = encode_message(
+            DELIVER_QUEUE,
+            DELIVER_ACTOR,
+            {
+                "sinks": chosen,
+                "source": source,
+                "call_id": call_id,
+                "event_key": event_key,
+                "type": event_type.value,
+                "received_at": now,
+                "payload": None,
+                "attempt": 0,
+            },
+        )
         await self._enqueue(
-            messages,
+            [message],
             updates.action(
                 self.journal_settings,
                 source=source,

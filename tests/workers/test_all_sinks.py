@@ -617,10 +617,14 @@ def test_every_vendor_reaches_all_four_sinks_exactly_once_whatever_is_repeated(
         assert_exactly_once(first, expected)
         assert_newest_state_everywhere(pipeline, services, first, expected, http=True)
 
-        # the same deliver work run again: a redelivered message (worker lost before ack)
-        # (the harness's `records` file sink is a log of every delivery on purpose)
-        delivers = [m for m in processed.of(DELIVER_ACTOR) if m[2]["sink"] != "records"]
-        assert {m[2]["sink"] for m in delivers} == {DATABASE, S3, SLACK, HTTP}
+        # the same deliver work run again: a redelivered message (worker lost before ack),
+        # each naming all four sinks (the harness's `records` file sink, a log of every
+        # delivery on purpose, left out)
+        delivers = [
+            (queue, actor, {**kwargs, "sinks": [s for s in kwargs["sinks"] if s != "records"]})
+            for queue, actor, kwargs in processed.of(DELIVER_ACTOR)
+        ]
+        assert {sink for m in delivers for sink in m[2]["sinks"]} == {DATABASE, S3, SLACK, HTTP}
         for queue, actor, kwargs in delivers:
             pipeline.broker.enqueue(
                 dramatiq.Message(
@@ -633,10 +637,16 @@ def test_every_vendor_reaches_all_four_sinks_exactly_once_whatever_is_repeated(
         assert again.objects == first.objects
         assert again.payloads == first.payloads
 
-        # ... and through `callhook dlq replay` (its write had landed; its answer had not)
-        asyncio.run(dead_letter(pipeline, delivers))
+        # ... and through `callhook dlq replay` (its write had landed; its answer had not):
+        # dead letters are per sink
+        per_sink = [
+            (queue, actor, {**{k: v for k, v in kwargs.items() if k != "sinks"}, "sink": sink})
+            for queue, actor, kwargs in delivers
+            for sink in kwargs["sinks"]
+        ]
+        asyncio.run(dead_letter(pipeline, per_sink))
         assert (
-            replay(pipeline.config, sink=None, ids=()) == f"replayed {len(delivers)} dead letter(s)"
+            replay(pipeline.config, sink=None, ids=()) == f"replayed {len(per_sink)} dead letter(s)"
         )
         again = settled(pipeline, services, expected)
         assert_exactly_once(again, expected)

@@ -1,9 +1,12 @@
-"""callhook.deliver: one sink, one call, one trigger → `sink.write(current record)`.
+"""callhook.deliver: one call, one trigger → `sink.write(current record)` for its sinks.
 
 Takes keys, not records: the record is read from the store when the delivery runs, so a
-retry or replay always writes the newest state. One message per sink, so one failing sink
-never repeats another; its retries run from `callhook.deliver.retry`, behind every first
-attempt, so it does not hold the others back either.
+retry or replay always writes the newest state. A first attempt is one message per event
+naming every sink it is routed to (`sinks`): the record is read once and the sinks are
+written concurrently, each with its own timeout, outcome, journal entry and metrics. A
+sink that fails gets a message of its own (`sink`) on `callhook.deliver.retry`, which
+runs behind every first attempt: one failing sink never repeats another, nor holds the
+others back. Dead letters, replays and retries are per sink.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
+
+import redis.exceptions
 
 from callhook import metrics
 from callhook.errors import CallhookError, ConfigError, PermanentError, RetryableError
@@ -26,10 +32,12 @@ from workers.runtime import Runtime, runtime
 
 log = logging.getLogger("callhook.workers.deliver")
 
+#: seconds before retrying a sink whose attempt a Redis outage cut short
+REDIS_OUTAGE_RETRY_S = 5.0
+
 
 async def deliver(
     *,
-    sink: str,
     source: str,
     call_id: str,
     event_key: str,
@@ -37,9 +45,12 @@ async def deliver(
     received_at: float,
     payload: dict[str, Any] | None = None,
     attempt: int = 0,
+    sink: str | None = None,
+    sinks: Sequence[str] | None = None,
 ) -> None:
-    kwargs = {
-        "sink": sink,
+    """Deliver to `sinks` (a first attempt) or to `sink` (a retry, a replay)."""
+    names = list(sinks) if sinks is not None else [sink] if sink is not None else []
+    common = {
         "source": source,
         "call_id": call_id,
         "event_key": event_key,
@@ -49,56 +60,27 @@ async def deliver(
         "attempt": attempt,
     }
     rt = runtime()
-    context = {"source": source, "call_id": call_id, "event_key": event_key, "sink": sink}
-    attempt_run = AttemptRun(rt, kwargs, context)
-    if not rt.has_sink(sink):
-        await attempt_run.dead_letter(f"sink {sink!r} is no longer configured")
-        return
+    runs = [
+        AttemptRun(
+            rt,
+            {"sink": name, **common},
+            {"source": source, "call_id": call_id, "event_key": event_key, "sink": name},
+        )
+        for name in names
+    ]
     record = await rt.store.get_wire(source, call_id)
-    if record is None:
-        await attempt_run.dead_letter("the call record expired from the store before delivery")
-        return
     trigger = Trigger(
         event_key=event_key,
         event_type=EventType(type),
         received_at=iso_utc(received_at) or utc_now_iso(),
         payload=payload,
     )
-    attempt_run.start()
-    try:
-        target = await rt.sink(sink)
-        async with asyncio.timeout(target.config.timeout_s * 3):
-            result = await target.write(record, trigger)
-    except ConfigError as exc:
-        await attempt_run.dead_letter(f"sink cannot start: {exc}", exc)
-        return
-    except PermanentError as exc:
-        await attempt_run.dead_letter(exc.reason, exc)
-        return
-    except RetryableError as exc:
-        await attempt_run.retry_or_dead_letter(exc.reason, exc.retry_after, exc)
-        return
-    except TimeoutError as exc:
-        await attempt_run.retry_or_dead_letter("sink write timed out", None, exc)
-        return
-    except CallhookError as exc:
-        await attempt_run.dead_letter(f"{type_name(exc)}: {exc}", exc)
-        return
-    except OSError as exc:  # a connection refused while a sink starts up
-        await attempt_run.retry_or_dead_letter(f"{type_name(exc)}: {exc}", None, exc)
-        return
-    finally:
-        metrics.sink_seconds.labels(sink).observe(attempt_run.elapsed_s())
-    metrics.sink_deliveries_total.labels(sink, result.value).inc()
-    metrics.end_to_end_seconds.labels(sink).observe(max(0.0, time.time() - received_at))
-    await attempt_run.note(result.value)
-    if result is WriteResult.WRITTEN:
-        log.info("delivered %s (revision %s)", type, record.get("revision"), extra=context)
+    await asyncio.gather(*(run.deliver(record, trigger) for run in runs))
 
 
 class AttemptRun:
-    """One delivery attempt's timing and its endings: each is counted, logged and journaled
-    (workers/journaling.py) before a retry is enqueued."""
+    """One sink's delivery attempt: the write, its timing and its endings, each counted,
+    logged and journaled (workers/journaling.py) before a retry is enqueued."""
 
     def __init__(self, rt: Runtime, kwargs: dict[str, Any], context: dict[str, Any]) -> None:
         self.rt = rt
@@ -110,6 +92,69 @@ class AttemptRun:
     def start(self) -> None:
         self.started_ms = int(time.time() * 1000)
         self._started = time.perf_counter()
+
+    async def deliver(self, record: dict[str, Any] | None, trigger: Trigger) -> None:
+        """Write `record` to this run's sink and see the attempt to its end. A Redis outage
+        in the middle re-enqueues this sink's work alone; any other unexpected error
+        dead-letters it with the error as the reason: the other sinks' attempts go on."""
+        name = self.kwargs["sink"]
+        try:
+            await self._deliver(record, trigger)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning(
+                "redis failed mid-delivery (%s); re-enqueueing the work",
+                type(exc).__name__,
+                extra=self.context,
+            )
+            await retry_later(self.rt.broker, DELIVER_QUEUE, self.kwargs, REDIS_OUTAGE_RETRY_S)
+        except Exception as exc:
+            log.exception("unexpected error; dead-lettering the work", extra=self.context)
+            await self.dead_letter(f"unexpected {type(exc).__name__}: {exc}", exc)
+        finally:
+            metrics.sink_seconds.labels(name).observe(self.elapsed_s())
+
+    async def _deliver(self, record: dict[str, Any] | None, trigger: Trigger) -> None:
+        rt, name = self.rt, self.kwargs["sink"]
+        if not rt.has_sink(name):
+            await self.dead_letter(f"sink {name!r} is no longer configured")
+            return
+        if record is None:
+            await self.dead_letter("the call record expired from the store before delivery")
+            return
+        self.start()
+        try:
+            target = await rt.sink(name)
+            async with asyncio.timeout(target.config.timeout_s * 3):
+                result = await target.write(record, trigger)
+        except ConfigError as exc:
+            await self.dead_letter(f"sink cannot start: {exc}", exc)
+            return
+        except PermanentError as exc:
+            await self.dead_letter(exc.reason, exc)
+            return
+        except RetryableError as exc:
+            await self.retry_or_dead_letter(exc.reason, exc.retry_after, exc)
+            return
+        except TimeoutError as exc:
+            await self.retry_or_dead_letter("sink write timed out", None, exc)
+            return
+        except CallhookError as exc:
+            await self.dead_letter(f"{type_name(exc)}: {exc}", exc)
+            return
+        except OSError as exc:  # a connection refused while a sink starts up
+            await self.retry_or_dead_letter(f"{type_name(exc)}: {exc}", None, exc)
+            return
+        metrics.sink_deliveries_total.labels(name, result.value).inc()
+        received_at = float(self.kwargs["received_at"])
+        metrics.end_to_end_seconds.labels(name).observe(max(0.0, time.time() - received_at))
+        await self.note(result.value)
+        if result is WriteResult.WRITTEN:
+            log.info(
+                "delivered %s (revision %s)",
+                trigger.event_type,
+                record.get("revision"),
+                extra=self.context,
+            )
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._started

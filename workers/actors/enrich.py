@@ -125,23 +125,21 @@ async def enrich(
         observations = [o.model_copy(update={"enrichment": "payload_only"}) for o in observations]
 
     def deliver_messages(record: CallRecord) -> list[EncodedMessage]:
-        return [
-            encode_message(
-                DELIVER_QUEUE,
-                DELIVER_ACTOR,
-                {
-                    "sink": sink.name,
-                    "source": source,
-                    "call_id": call_id,
-                    "event_key": event_key,
-                    "type": event_type.value,
-                    "received_at": received_at,
-                    "payload": payload,
-                    "attempt": 0,
-                },
-            )
-            for sink in matching_sinks(record, event_type, rt.config.sinks)
-        ]
+        """One message for the event, naming every sink it is routed to (none: nothing)."""
+        routed = [sink.name for sink in matching_sinks(record, event_type, rt.config.sinks)]
+        if not routed:
+            return []
+        kwargs = {
+            "sinks": routed,
+            "source": source,
+            "call_id": call_id,
+            "event_key": event_key,
+            "type": event_type.value,
+            "received_at": received_at,
+            "payload": payload,
+            "attempt": 0,
+        }
+        return [encode_message(DELIVER_QUEUE, DELIVER_ACTOR, kwargs)]
 
     outcome = "payload_only" if payload_only else "ok"
 

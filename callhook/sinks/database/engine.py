@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+#: pooled connections per worker process, and how many more it may open at a peak
+POOL_SIZE = 20
+POOL_OVERFLOW = 20
 
 
 def create_engine(url: URL, timeout_s: float) -> AsyncEngine:
@@ -32,6 +35,10 @@ def create_engine(url: URL, timeout_s: float) -> AsyncEngine:
         return engine
     if url.get_driver_name() == "asyncpg":
         options["connect_args"] = {"timeout": timeout_s, "command_timeout": timeout_s}
+    # as many pooled connections as a worker process writes at once (its threads, each
+    # delivery's sinks concurrently): past the pool, SQLAlchemy opens and closes a
+    # connection per write, a connect and an authentication each time
+    options |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     return create_async_engine(url, **options)
 
 
