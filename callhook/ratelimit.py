@@ -114,8 +114,8 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
     """Every request through it waits for a fleet-wide slot of its source; a 429 answer
     pauses the whole fleet for that source (for Retry-After, else `default_pause_s`).
 
-    Wraps the process's one connection pool (`inner`), which it does not own: closing this
-    transport leaves the pool open for the other sources and the sinks.
+    Wraps a connection pool (`inner`): its own (`owns_inner`, closed with it) or one it
+    shares (left open for the others).
     """
 
     def __init__(
@@ -126,12 +126,14 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         rate_per_s: float,
         *,
         default_pause_s: float = 1.0,
+        owns_inner: bool = False,
     ) -> None:
         self.inner = inner
         self.limiter = limiter
         self.source = source
         self.rate_per_s = rate_per_s
         self.default_pause_s = default_pause_s
+        self.owns_inner = owns_inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -145,4 +147,7 @@ class RateLimitedTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        """The inner pool is shared; its owner closes it."""
+        """Close the inner pool if it is this transport's own; a shared one is left to its
+        owner."""
+        if self.owns_inner:
+            await self.inner.aclose()

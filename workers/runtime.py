@@ -1,7 +1,8 @@
-"""What one worker process owns: config, one httpx client, one Redis client, the vendor
-clients per source, the sinks (started once), the record store, the journal, the rate
-limiter, the dead letters. Built on the worker's event-loop thread at first use (async
-clients are bound to the loop that made them) and closed when the worker shuts down.
+"""What one worker process owns: config, one Redis client, the vendor clients per source
+and the sinks (started once), each with an httpx connection pool of its own, the record
+store, the journal, the rate limiter, the dead letters. Built on the worker's event-loop
+thread at first use (async clients are bound to the loop that made them) and closed when
+the worker shuts down.
 
 A worker process starts every configured sink as it boots (`start_sinks`), so a sink that
 cannot work as configured stops the process with one line; a sink that cannot be reached
@@ -51,19 +52,18 @@ class WorkerTuning:
 class Runtime:
     config: Config
     broker: CallhookBroker
-    http: httpx.AsyncClient
     redis: redis.asyncio.Redis
     store: RecordStore
     journal: Journal
     limiter: FleetRateLimiter
     dead_letters: DeadLetters
     policies: RetryPolicies
-    transport: httpx.AsyncBaseTransport
     http_timeout: httpx.Timeout
     _sinks: dict[str, Sink[Any]] = field(default_factory=dict)
     _sinks_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _clients: dict[str, VendorClient] = field(default_factory=dict)
-    _source_http: list[httpx.AsyncClient] = field(default_factory=list)
+    #: every httpx client made for a vendor source or a sink (each with its own pool)
+    _http_clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -75,15 +75,11 @@ class Runtime:
             config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
         namespace = config.redis.namespace
-        # the process's one connection pool; vendor clients reach it through rate limiters
-        transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
         journal = Journal(client, JournalSettings.from_config(config))
         return cls(
             config=config,
             broker=broker,
-            transport=transport,
             http_timeout=tuning.http_timeout,
-            http=make_client(timeout=tuning.http_timeout, transport=transport),
             redis=client,
             store=RecordStore(client, namespace, journal),
             journal=journal,
@@ -96,16 +92,21 @@ class Runtime:
         return VENDORS[self.config.sources[source].vendor]
 
     def vendor_client(self, source: str) -> VendorClient:
-        """The source's API client; its requests share the process's connection pool and
+        """The source's API client: a connection pool of its own (httpcore looks at every
+        connection of a pool for each request: one pool per host keeps that short), behind
         the fleet-wide rate limit of the source."""
         client = self._clients.get(source)
         if client is None:
             settings = self.config.sources[source]
             limited = RateLimitedTransport(
-                self.transport, self.limiter, source, settings.rate_limit_per_s
+                httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS),
+                self.limiter,
+                source,
+                settings.rate_limit_per_s,
+                owns_inner=True,
             )
             http = make_client(timeout=self.http_timeout, transport=limited)
-            self._source_http.append(http)
+            self._http_clients.append(http)
             client = self.vendor(source).client(settings, http)
             self._clients[source] = client
         return client
@@ -118,8 +119,14 @@ class Runtime:
         async with self._sinks_lock:
             if name not in self._sinks:
                 config = next(s for s in self.config.sinks if s.name == name)
+                # a connection pool per sink, as per vendor source
+                http = make_client(
+                    timeout=self.http_timeout,
+                    transport=httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS),
+                )
+                self._http_clients.append(http)
                 resources = SinkResources(
-                    self.http,
+                    http,
                     self.redis,
                     self.config.redis.namespace,
                     allow_private_networks=self.config.recordings.allow_private_networks,
@@ -156,9 +163,8 @@ class Runtime:
     async def close(self) -> None:
         for sink in self._sinks.values():
             await sink.close()
-        for http in self._source_http:
+        for http in self._http_clients:
             await http.aclose()
-        await self.http.aclose()  # closes the shared transport too
         await self.redis.aclose()
 
 
