@@ -5,7 +5,9 @@
     {prefix}:sent:{identity}   written after the remote accepted; kept `keep_s` (≥ 30 days)
 
 A retry, a replay from the dead-letter queue or a second worker racing on the same
-identity finds the mark (or waits for the lock holder) and sends nothing.
+identity finds the mark (or waits for the lock holder) and sends nothing. A send costs two
+Redis round trips, each one script: check the mark and take the lock; then write the mark
+and let go of the lock.
 
 Once the remote has accepted, the mark is written by a task of its own that keeps trying
 through a Redis outage (up to MARK_PATIENCE_S) and that the attempt's own timeout does not
@@ -38,6 +40,19 @@ KEEP_S = 30 * 24 * 3600
 #: how long a sent identity's mark is retried through a Redis outage
 MARK_PATIENCE_S = 600.0
 
+# KEYS: sent mark, lock. ARGV: token, lock ms. The sent check and the lock are one step:
+# a holder sets its mark before it lets go of the lock, so whoever takes a free lock after
+# a success sees the mark here. 'sent', 'acquired', or the lock's remaining ms.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 'sent'
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 'acquired'
+end
+return redis.call('PTTL', KEYS[2])
+"""
+
 # Delete the lock only if it is still ours: after a lock expired and another worker took
 # it, a late release must not free the other worker's lock.
 _RELEASE = """
@@ -45,6 +60,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+# KEYS: sent mark, lock. ARGV: token, now, keep seconds. The mark, then the release.
+_MARK_AND_RELEASE = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('DEL', KEYS[2])
+end
+return 1
 """
 
 
@@ -74,6 +98,9 @@ class Once:
         self._target = target
         #: marks still being written (held so the tasks are not garbage-collected)
         self._marking: set[asyncio.Task[None]] = set()
+        self._acquire_script = client.register_script(_ACQUIRE)
+        self._release_script = client.register_script(_RELEASE)
+        self._mark_script = client.register_script(_MARK_AND_RELEASE)
 
     def sent_key(self, identity: str) -> str:
         return f"{self._prefix}:sent:{identity}"
@@ -102,16 +129,10 @@ class Once:
         if not await self._acquire(sent_key, lock_key, token):
             return False
         try:
-            # the previous holder may have finished between our check and our lock
-            already = await self._redis.exists(sent_key)
-            if not already:
-                await send()
+            await send()
         except BaseException:
             await self._release(lock_key, token)
             raise
-        if already:
-            await self._release(lock_key, token)
-            return False
         # Sent: from here on the mark must land, whatever becomes of this attempt.
         task = asyncio.ensure_future(self._mark_sent(sent_key, lock_key, token))
         self._marking.add(task)
@@ -120,13 +141,16 @@ class Once:
         return True
 
     async def _mark_sent(self, sent_key: str, lock_key: str, token: str) -> None:
-        """Write the sent mark, retrying through a Redis outage; then release the lock."""
+        """Write the sent mark and release the lock (one step), retrying through a Redis
+        outage."""
         deadline = time.monotonic() + MARK_PATIENCE_S
         pause = 0.1
         while True:
             try:
-                await self._redis.set(sent_key, str(int(time.time())), ex=self._keep_s)
-                break
+                await self._mark_script(
+                    keys=[sent_key, lock_key], args=[token, int(time.time()), self._keep_s]
+                )
+                return
             except redis.exceptions.RedisError as exc:
                 if time.monotonic() > deadline:
                     log.error(
@@ -145,31 +169,32 @@ class Once:
                     )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
-        await self._release(lock_key, token)
 
     async def _acquire(self, sent_key: str, lock_key: str, token: str) -> bool:
         """Take the lock (True) or learn the identity is already sent (False)."""
         deadline = time.monotonic() + self._wait_s
         pause = 0.02
         while True:
-            if await self._redis.exists(sent_key):
+            state = await self._acquire_script(
+                keys=[sent_key, lock_key], args=[token, self._lock_ms]
+            )
+            if state == b"sent":
                 return False
-            if await self._redis.set(lock_key, token, nx=True, px=self._lock_ms):
+            if state == b"acquired":
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                ttl_ms = await self._redis.pttl(lock_key)
                 raise RetryableError(
                     f"{self._target}: another worker is sending the same message",
                     target=self._target,
-                    retry_after=max(ttl_ms, 0) / 1000 or None,
+                    retry_after=max(int(state), 0) / 1000 or None,
                 )
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.5)
 
     async def _release(self, lock_key: str, token: str) -> None:
         try:
-            await self._redis.eval(_RELEASE, 1, lock_key, token)
+            await self._release_script(keys=[lock_key], args=[token])
         except redis.exceptions.RedisError:
             # the lock expires by itself after lock_s; nothing else to do
             log.warning("%s: could not release a send lock", self._target)
