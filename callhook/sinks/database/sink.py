@@ -91,12 +91,13 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
             raise RuntimeError(f"database sink {self.config.name!r} written before start()")
         engine = self._engine
         now = datetime.now(UTC)
-        call = upsert_call(engine.dialect.name, call_row(record, written_at=now))
-        audit = insert_event(engine.dialect.name, event_row(record, trigger, written_at=now))
+        dialect = engine.dialect.name
+        call = call_row(record, written_at=now)
+        audit = event_row(record, trigger, written_at=now)
         try:
             async with asyncio.timeout(self.config.timeout_s), engine.begin() as connection:
-                await connection.execute(call)
-                await connection.execute(audit)
+                await connection.execute(upsert_call(dialect, call), call)
+                await connection.execute(insert_event(dialect), audit)
         except _DATABASE_ERRORS as exc:
             raise classify(exc, self.config.name) from exc
         return WriteResult.WRITTEN
