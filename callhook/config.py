@@ -86,6 +86,9 @@ class IngressConfig(_Section):
     max_connections: int = Field(default=512, ge=1)
     #: peers whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks)
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    #: a log line for every accepted (or duplicate) delivery, at INFO; else at DEBUG (the
+    #: call journal has each one either way; rejections are always logged)
+    log_accepted: bool = False
 
 
 class ReconcileConfig(_Section):

@@ -14,6 +14,7 @@ Dramatiq worker.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -63,18 +64,26 @@ def encode_message(
     *,
     options: dict[str, Any] | None = None,
 ) -> EncodedMessage:
-    """Encode a message exactly as `dramatiq.Message.encode` would (JSON, same fields)."""
-    redis_message_id = str(uuid.uuid4())
+    """Encode a message exactly as `dramatiq.Message.encode` would (JSON, same fields).
+
+    Its ids are random UUIDs, like Dramatiq's, but drawn from `random` rather than the
+    operating system's entropy: they must be unique, not unguessable (two `uuid4()`s were
+    6 % of the ingress's CPU)."""
+    redis_message_id = _unique_id()
     message = {
         "queue_name": queue_name,
         "actor_name": actor_name,
         "args": [],
         "kwargs": kwargs,
         "options": {**(options or {}), "redis_message_id": redis_message_id},
-        "message_id": str(uuid.uuid4()),
+        "message_id": _unique_id(),
         "message_timestamp": int(time.time() * 1000),
     }
     return EncodedMessage(redis_message_id, queue_name, orjson.dumps(message))
+
+
+def _unique_id() -> str:
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def queue_key(namespace: str, queue_name: str) -> str:

@@ -97,9 +97,11 @@ async def receive_webhook(request: Request) -> Response:
     state.tally.accepted(source, duplicate=outcome is Outcome.DUPLICATE)
     if outcome is Outcome.ACCEPTED:
         metrics.events_enqueued_total.labels(source, event.type.value).inc()
-        log.info("accepted %s", event.type.value, extra={**extra, "type": event.type.value})
-    else:
-        log.info("duplicate delivery", extra=extra)
+    # every accepted delivery is in the call's journal; its log line is on request only
+    level = logging.INFO if state.config.ingress.log_accepted else logging.DEBUG
+    if log.isEnabledFor(level):
+        what = f"accepted {event.type.value}" if outcome is Outcome.ACCEPTED else "duplicate"
+        log.log(level, what, extra={**extra, "type": event.type.value})
     return answer(200, outcome.value, event_key=event.event_key)
 
 
