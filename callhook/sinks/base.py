@@ -48,9 +48,10 @@ ConfigT = TypeVar("ConfigT", bound=SinkConfig)
 
 @dataclass(frozen=True, slots=True)
 class SinkResources:
-    """What a worker process owns and lends to every sink: one httpx client, one Redis
-    client, the key namespace under which sinks may keep idempotency marks, and
-    `[recordings] allow_private_networks` (for sinks that download recordings)."""
+    """What a worker process lends a sink: an httpx client (with a connection pool of the
+    sink's own), the process's Redis client, the key namespace under which sinks may keep
+    idempotency marks, and `[recordings] allow_private_networks` (for sinks that download
+    recordings)."""
 
     http: httpx.AsyncClient
     redis: redis.asyncio.Redis
