@@ -58,33 +58,12 @@ class Actions:
     async def replay(self, entries: Sequence[DeadLetter], *, by: str) -> list[DeadLetter]:
         """Put the entries back on their stage's queue (see `DeadLetters.replay`)."""
         replayed = await self.dead_letters.replay(entries)
-        for entry in replayed:
-            if entry.source and entry.call_id:
-                await self._note(
-                    entry.source,
-                    entry.call_id,
-                    "replay",
-                    by,
-                    stage=entry.stage,
-                    sink=entry.sink,
-                    dead_letter=entry.id,
-                    reason=entry.reason,
-                )
+        await self._note_dead_letters(replayed, "replay", by)
         return replayed
 
     async def purge(self, entries: Sequence[DeadLetter], *, by: str) -> int:
         purged = await self.dead_letters.purge(entries)
-        for entry in entries:
-            if entry.source and entry.call_id:
-                await self._note(
-                    entry.source,
-                    entry.call_id,
-                    "purge",
-                    by,
-                    stage=entry.stage,
-                    sink=entry.sink,
-                    dead_letter=entry.id,
-                )
+        await self._note_dead_letters(entries, "purge", by)
         return purged
 
     async def redeliver(
@@ -189,19 +168,24 @@ class Actions:
             results = await pipe.execute()
         check_queued(results[-1], "action")
 
-    async def _note(self, source: str, call_id: str, kind: str, by: str, **detail: object) -> None:
-        await self.journal.write(
-            updates.action(
+    async def _note_dead_letters(self, entries: Sequence[DeadLetter], kind: str, by: str) -> None:
+        """A journal entry (`replay`, `purge`) in the call of each dead letter."""
+        for entry in entries:
+            if not (entry.source and entry.call_id):
+                continue
+            update = updates.action(
                 self.journal_settings,
-                source=source,
-                call_id=call_id,
+                source=entry.source,
+                call_id=entry.call_id,
                 now_ms=int(time.time() * 1000),
                 kind=kind,
                 by=by,
-                **detail,
-            ),
-            where="action",
-        )
+                stage=entry.stage,
+                sink=entry.sink,
+                dead_letter=entry.id,
+                reason=entry.reason,
+            )
+            await self.journal.write(update, where="action")
 
 
 def _last_event(record: CallRecord) -> tuple[EventType, str]:

@@ -195,14 +195,6 @@ def enrich_attempt(
         status = record.status.value
         fields |= _record_fields(record)
         fields |= {f"sink:{name}": sink_state("pending", now_ms).decode() for name in routed}
-    health = (
-        {f"source:{source}:last_enrich_ok": now_ms}
-        if not failed
-        else {
-            f"source:{source}:last_enrich_error_at": now_ms,
-            f"source:{source}:last_enrich_error": _short(reason) or outcome,
-        }
-    )
     return update(
         settings,
         source,
@@ -211,12 +203,10 @@ def enrich_attempt(
         entry=entry,
         status=status,
         set_fields=fields,
-        incr={"failures": 1, **({"dead": 1} if outcome == "dead_letter" else {})}
-        if failed
-        else None,
+        incr=_failure_counts(outcome),
         failed=failed,
         stats={f"enrich:{outcome}:{source}": 1},
-        health=health,
+        health=_health(f"source:{source}:last_enrich", now_ms, outcome, reason),
     )
 
 
@@ -244,14 +234,6 @@ def deliver_attempt(
     stats = {f"sink:{outcome}:{sink}": 1}
     if outcome in ("ok", "skipped"):
         stats[f"lat:{sink}:{latency_bucket(duration_ms)}"] = 1
-    health = (
-        {f"sink:{sink}:last_ok": now_ms}
-        if not failed
-        else {
-            f"sink:{sink}:last_error_at": now_ms,
-            f"sink:{sink}:last_error": _short(reason) or outcome,
-        }
-    )
     return update(
         settings,
         source,
@@ -280,12 +262,10 @@ def deliver_attempt(
                 retry_at=None if retry_at_ms is None else iso_ms(retry_at_ms),
             ).decode()
         },
-        incr={"failures": 1, **({"dead": 1} if outcome == "dead_letter" else {})}
-        if failed
-        else None,
+        incr=_failure_counts(outcome),
         failed=failed,
         stats=stats,
-        health=health,
+        health=_health(f"sink:{sink}:last", now_ms, outcome, reason),
     )
 
 
@@ -307,6 +287,23 @@ def action(
         now_ms=now_ms,
         entry={"kind": kind, "by": by, **detail},
     )
+
+
+def _failure_counts(outcome: str) -> dict[str, int] | None:
+    """The summary's counts an attempt with `outcome` adds to (None: a success)."""
+    if outcome == "retry":
+        return {"failures": 1}
+    if outcome == "dead_letter":
+        return {"failures": 1, "dead": 1}
+    return None
+
+
+def _health(field: str, now_ms: int, outcome: str, reason: str | None) -> dict[str, Any]:
+    """`{field}_ok` after a success; `{field}_error_at` and `{field}_error` after a failure
+    (`source:NAME:last_enrich`, `sink:NAME:last`)."""
+    if _failure_counts(outcome) is None:
+        return {f"{field}_ok": now_ms}
+    return {f"{field}_error_at": now_ms, f"{field}_error": _short(reason) or outcome}
 
 
 def error_fields(error: BaseException | None) -> dict[str, Any]:
