@@ -14,7 +14,6 @@ Dramatiq worker.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -66,24 +65,20 @@ def encode_message(
 ) -> EncodedMessage:
     """Encode a message exactly as `dramatiq.Message.encode` would (JSON, same fields).
 
-    Its ids are random UUIDs, like Dramatiq's, but drawn from `random` rather than the
-    operating system's entropy: they must be unique, not unguessable (two `uuid4()`s were
-    6 % of the ingress's CPU)."""
-    redis_message_id = _unique_id()
+    Its ids are `uuid4`s, from the operating system's entropy: never from `random`, whose
+    state any library may seed (a fixed seed repeated ids, and the message hash kept one
+    message for two)."""
+    redis_message_id = str(uuid.uuid4())
     message = {
         "queue_name": queue_name,
         "actor_name": actor_name,
         "args": [],
         "kwargs": kwargs,
         "options": {**(options or {}), "redis_message_id": redis_message_id},
-        "message_id": _unique_id(),
+        "message_id": str(uuid.uuid4()),
         "message_timestamp": int(time.time() * 1000),
     }
     return EncodedMessage(redis_message_id, queue_name, orjson.dumps(message))
-
-
-def _unique_id() -> str:
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def queue_key(namespace: str, queue_name: str) -> str:
