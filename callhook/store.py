@@ -39,25 +39,35 @@ class RecordStore:
         raw = await self.client.get(self.key(source, call_id))
         return None if raw is None else CallRecord.model_validate_json(raw)
 
-    async def get_wire(self, source: str, call_id: str) -> dict[str, Any] | None:
-        """The stored record in its JSON wire shape, as sinks take it: what `merge_and_enqueue`
-        wrote, decoded, without a round trip through the model (the deliver actor's path)."""
-        raw = await self.client.get(self.key(source, call_id))
-        if raw is None:
-            return None
-        record: dict[str, Any] = orjson.loads(raw)
-        return record
+    def latest_key(self, source: str, call_id: str) -> str:
+        """Hash: sink name -> the revision of the call's newest delivery enqueued for it."""
+        return f"{self.namespace}:latest:{source}:{call_id}"
+
+    async def for_delivery(
+        self, source: str, call_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, int]]:
+        """The stored record in its JSON wire shape, as sinks take it (what
+        `merge_and_enqueue` wrote, decoded, without a round trip through the model), and per
+        sink the revision of the newest delivery enqueued for the call: one round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.key(source, call_id))
+            pipe.hgetall(self.latest_key(source, call_id))
+            raw, latest = await pipe.execute()
+        record: dict[str, Any] | None = None if raw is None else orjson.loads(raw)
+        return record, {sink.decode(): int(revision) for sink, revision in latest.items()}
 
     async def merge_and_enqueue(
         self,
         observations: Sequence[CallRecord],
         messages_for: Callable[[CallRecord], Sequence[EncodedMessage]],
         journal_for: Callable[[CallRecord], bytes] | None = None,
+        latest_for: Callable[[CallRecord], Sequence[str]] = lambda record: (),
     ) -> CallRecord:
         """Merge `observations` (all of one call) into the stored record, store it, and
         enqueue `messages_for(new_record)` atomically with the write, with the journal
-        update `journal_for(new_record)` (needs a store made with a journal). Returns the
-        record."""
+        update `journal_for(new_record)` (needs a store made with a journal), and the new
+        revision as the newest delivery enqueued for each sink of `latest_for(new_record)`.
+        Returns the record."""
         first = observations[0]
         key = self.key(first.source, first.call_id)
         async with self.client.pipeline(transaction=True) as pipe:
@@ -71,6 +81,14 @@ class RecordStore:
                     assert record is not None
                     pipe.multi()
                     pipe.set(key, orjson.dumps(record.to_json_dict()), ex=RECORD_TTL_S)
+                    latest = latest_for(record)
+                    if latest:
+                        # revisions grow with every merge and merges are serialised by the
+                        # WATCH above: the last HSET is the highest
+                        latest_key = self.latest_key(first.source, first.call_id)
+                        for sink in latest:
+                            pipe.hset(latest_key, sink, record.revision)
+                        pipe.expire(latest_key, RECORD_TTL_S)
                     for message in messages_for(record):
                         pipe.hset(
                             messages_key(self.namespace, message.queue_name),

@@ -294,25 +294,26 @@ def source_activity(
 
 
 def sink_activity(sink: str, minutes: Sequence[tuple[int, Mapping[str, int]]]) -> dict[str, Any]:
-    outcomes = ("ok", "skipped", "retry", "dead_letter")
+    outcomes = ("ok", "skipped", "superseded", "retry", "dead_letter")
+    good = ("ok", "skipped", "superseded")
     totals = Counter[str]()
     succeeded, failed = [], []
     latency = [0] * (len(LATENCY_BUCKETS_MS) + 1)
     for _, counts in minutes:
         for outcome in outcomes:
             totals[outcome] += counts.get(f"sink:{outcome}:{sink}", 0)
-        succeeded.append(counts.get(f"sink:ok:{sink}", 0) + counts.get(f"sink:skipped:{sink}", 0))
+        succeeded.append(sum(counts.get(f"sink:{o}:{sink}", 0) for o in good))
         failed.append(
             counts.get(f"sink:retry:{sink}", 0) + counts.get(f"sink:dead_letter:{sink}", 0)
         )
         for bucket in range(len(latency)):
             latency[bucket] += counts.get(f"lat:{sink}:{bucket}", 0)
     attempts = sum(totals.values())
-    good = totals["ok"] + totals["skipped"]
+    succeeded_total = sum(totals[outcome] for outcome in good)
     return {
         **{outcome: totals[outcome] for outcome in outcomes},
         "attempts": attempts,
-        "success_rate": None if attempts == 0 else round(good / attempts, 4),
+        "success_rate": None if attempts == 0 else round(succeeded_total / attempts, 4),
         "p95_ms": percentile_ms(latency, 0.95),
         "per_minute": {"succeeded": succeeded, "failed": failed},
     }

@@ -9,8 +9,8 @@ with `at` (ISO-8601 UTC) and `kind`:
     enrich     one enrichment attempt: `attempt`, `outcome` (ok, payload_only, retry,
                dead_letter), `http_status` or `error`, `latency_ms`, `retry_at`, `routed`
     deliver    one sink attempt: `sink`, `attempt`, `started_at`, `duration_ms`, `outcome`
-               (ok, skipped, retry, dead_letter), `http_status` or `error`, `reason`,
-               `retry_at`, `dead_letter`
+               (ok, skipped, superseded, retry, dead_letter), `http_status` or `error`,
+               `reason`, `retry_at`, `dead_letter`
     replay     a dead letter put back on its queue (`stage`, `sink`, `dead_letter`, `by`)
     redeliver  an operator asked for the call to be delivered again (`sinks`, `by`)
     re_enrich  an operator asked for the call to be fetched again (`by`)
@@ -227,13 +227,23 @@ def deliver_attempt(
     retry_at_ms: int | None = None,
     dead_letter: str | None = None,
 ) -> bytes:
-    """One attempt to write the call to `sink`; the summary's `sink:{sink}` follows it."""
+    """One attempt to write the call to `sink`; the summary's `sink:{sink}` follows it,
+    unless the attempt was superseded (the newer delivery it left the state to tells)."""
     now_ms = started_ms + int(duration_ms)
     failed = outcome in ("retry", "dead_letter")
     state = {"retry": "retrying"}.get(outcome, outcome)
     stats = {f"sink:{outcome}:{sink}": 1}
     if outcome in ("ok", "skipped"):
         stats[f"lat:{sink}:{latency_bucket(duration_ms)}"] = 1
+    followed = {
+        f"sink:{sink}": sink_state(
+            state,
+            now_ms,
+            attempt=attempt,
+            reason=_short(reason),
+            retry_at=None if retry_at_ms is None else iso_ms(retry_at_ms),
+        ).decode()
+    }
     return update(
         settings,
         source,
@@ -253,15 +263,7 @@ def deliver_attempt(
             "retry_at": None if retry_at_ms is None else iso_ms(retry_at_ms),
             "dead_letter": dead_letter,
         },
-        set_fields={
-            f"sink:{sink}": sink_state(
-                state,
-                now_ms,
-                attempt=attempt,
-                reason=_short(reason),
-                retry_at=None if retry_at_ms is None else iso_ms(retry_at_ms),
-            ).decode()
-        },
+        set_fields=None if outcome == "superseded" else followed,
         incr=_failure_counts(outcome),
         failed=failed,
         stats=stats,

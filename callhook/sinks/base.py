@@ -67,6 +67,9 @@ class Trigger:
     event_type: EventType
     received_at: str
     payload: dict[str, Any] | None = None
+    #: a newer delivery of the same call to the same sink is already enqueued: a sink that
+    #: `coalesces` may leave the call's latest state to it (see `Sink.coalesces`)
+    superseded: bool = False
 
 
 class WriteResult(StrEnum):
@@ -76,6 +79,8 @@ class WriteResult(StrEnum):
     WRITTEN = "ok"
     #: nothing was sent: an earlier attempt had already sent this (sinks/once.py)
     ALREADY_DONE = "skipped"
+    #: nothing was written: a newer delivery of the call writes its latest state
+    SUPERSEDED = "superseded"
 
 
 class Sink(ABC, Generic[ConfigT]):
@@ -87,6 +92,10 @@ class Sink(ABC, Generic[ConfigT]):
 
     type_name: ClassVar[str]
     config_model: ClassVar[type[SinkConfig]]
+    #: the sink keeps each call's latest state (the s3 object, the `calls` row): when
+    #: deliveries queue up, a delivery that a newer one of the same call already follows
+    #: (`Trigger.superseded`) may skip that write, and the newest state is written once
+    coalesces: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT, resources: SinkResources) -> None:
         self.config = config

@@ -126,6 +126,7 @@ class S3Sink(Sink[S3SinkConfig]):
 
     type_name: ClassVar[str] = "s3"
     config_model: ClassVar[type[SinkConfig]] = S3SinkConfig
+    coalesces: ClassVar[bool] = True
 
     _stack: AsyncExitStack | None = None
     _client: S3Client | None = None
@@ -172,6 +173,8 @@ class S3Sink(Sink[S3SinkConfig]):
     async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
         if self._client is None:
             raise RuntimeError(f"s3 sink {self.config.name!r} used before start()")
+        if trigger.superseded:
+            return WriteResult.SUPERSEDED  # the call's newer delivery writes its object
         base = call_base_key(self.config.prefix, record, trigger)
         context = {
             "sink": self.config.name,

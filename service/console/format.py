@@ -12,6 +12,7 @@ from jinja2 import Environment
 STATES = {
     "ok": ("✓", "ok", "delivered"),
     "skipped": ("=", "muted", "already delivered (nothing sent again)"),
+    "superseded": ("\u00bb", "muted", "left to the call's newer delivery, which writes its state"),
     "pending": ("…", "info", "waiting to be delivered"),
     "retrying": ("↻", "warn", "failed, retry scheduled"),
     "retry": ("↻", "warn", "failed, retry scheduled"),

@@ -41,6 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callhook.dead_letters import DeadLetters
 from callhook.events import Delivery, EventType
+from callhook.journal.reader import JournalReader
+from callhook.journal.updates import JournalSettings
 from callhook.queues import DELIVER_ACTOR, ENRICH_ACTOR, QUEUES
 from callhook.sinks.database.tables import call_events, calls
 from callhook.sinks.http import webhook_id
@@ -757,3 +759,66 @@ def test_one_sink_down_delays_nothing_else_and_catches_up_exactly_once(
             assert after.slack == during.slack
         assert after.events == during.events
         assert list_entries(pipeline.config, sink=None) == "no dead letters"
+
+
+def test_latest_state_is_written_once_when_deliveries_queue_up(
+    tmp_path: Path, redis_server_url: str, redis_namespace: str, services: Services
+) -> None:
+    """Every call's events enriched while no delivery runs (a backlog), then the deliveries:
+    the s3 object and the `calls` row are written once per call, at the newest revision
+    (the older deliveries leave the state to it: superseded); every event still gets its
+    `call_events` row, its Slack message and its http request."""
+    with running_pipeline(
+        tmp_path,
+        redis_server_url,
+        redis_namespace,
+        extra_sinks=services.sinks(),
+        tuning=TUNING,
+        start_worker=False,
+    ) as pipeline:
+        built = deliveries(pipeline, new_calls(pipeline, services.recordings, per_source=1))
+        expected = post_all(pipeline, built, twice=False)
+        enrich_only = dramatiq.Worker(
+            pipeline.broker, queues={ENRICH_ACTOR}, worker_threads=4, worker_timeout=50
+        )
+        enrich_only.start()
+        try:
+            eventually(
+                lambda: (
+                    True
+                    if pipeline.redis.llen(f"{redis_namespace}:{DELIVER_ACTOR}")
+                    == len(expected.events)
+                    else None
+                ),
+                "every event enriched, its delivery queued",
+            )
+        finally:
+            enrich_only.stop()
+        delivering = dramatiq.Worker(pipeline.broker, worker_threads=4, worker_timeout=50)
+        delivering.start()
+        try:
+            held = settled(pipeline, services, expected)
+        finally:
+            delivering.stop()
+        assert_exactly_once(held, expected)
+        assert_newest_state_everywhere(pipeline, services, held, expected, http=True)
+        for source, call_id in expected.calls:
+            events = [p for p in expected.events if p.call_id == call_id]
+            journal = asyncio.run(call_journal(pipeline, source, call_id))
+            for sink in (S3, DATABASE):
+                outcomes = [e["outcome"] for e in journal if e.get("sink") == sink]
+                assert outcomes.count("superseded") == (len(events) - 1 if sink == S3 else 0)
+                assert len(outcomes) == len(events)
+            s3_writes = [e for e in journal if e.get("sink") == S3 and e["outcome"] == "ok"]
+            assert len(s3_writes) == 1
+
+
+async def call_journal(pipeline: Pipeline, source: str, call_id: str) -> list[dict[str, Any]]:
+    client = redis.asyncio.Redis.from_url(pipeline.config.redis.url)
+    try:
+        reader = JournalReader(client, JournalSettings.from_config(pipeline.config))
+        found = await reader.call(source, call_id)
+    finally:
+        await client.aclose()
+    assert found is not None
+    return [dict(entry) for entry in found.entries]

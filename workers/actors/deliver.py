@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis.exceptions
@@ -47,8 +48,11 @@ async def deliver(
     attempt: int = 0,
     sink: str | None = None,
     sinks: Sequence[str] | None = None,
+    revision: int | None = None,
 ) -> None:
-    """Deliver to `sinks` (a first attempt) or to `sink` (a retry, a replay)."""
+    """Deliver to `sinks` (a first attempt) or to `sink` (a retry, a replay). `revision`
+    is the record's when the delivery was enqueued: when a newer delivery of the call to a
+    sink that `coalesces` is enqueued too, this one leaves the call's state to it."""
     names = list(sinks) if sinks is not None else [sink] if sink is not None else []
     common = {
         "source": source,
@@ -58,6 +62,7 @@ async def deliver(
         "received_at": received_at,
         "payload": payload,
         "attempt": attempt,
+        "revision": revision,
     }
     rt = runtime()
     runs = [
@@ -68,14 +73,23 @@ async def deliver(
         )
         for name in names
     ]
-    record = await rt.store.get_wire(source, call_id)
+    record, latest = await rt.store.for_delivery(source, call_id)
     trigger = Trigger(
         event_key=event_key,
         event_type=EventType(type),
         received_at=iso_utc(received_at) or utc_now_iso(),
         payload=payload,
     )
-    await asyncio.gather(*(run.deliver(record, trigger) for run in runs))
+
+    def superseded(name: str) -> bool:
+        return revision is not None and latest.get(name, 0) > revision
+
+    await asyncio.gather(
+        *(
+            run.deliver(record, replace(trigger, superseded=superseded(name)))
+            for name, run in zip(names, runs, strict=True)
+        )
+    )
 
 
 class AttemptRun:

@@ -26,6 +26,7 @@ from callhook.queues import (
     encode_message,
 )
 from callhook.record import CallRecord, utc_now_iso
+from callhook.sinks import SINKS
 from callhook.sinks.routing import matching_sinks
 from workers.journaling import note_enrich
 from workers.reconcile import RECONCILE_VENDOR_TYPE, listed_observation
@@ -138,8 +139,17 @@ async def enrich(
             "received_at": received_at,
             "payload": payload,
             "attempt": 0,
+            "revision": record.revision,
         }
         return [encode_message(DELIVER_QUEUE, DELIVER_ACTOR, kwargs)]
+
+    def coalescing_sinks(record: CallRecord) -> list[str]:
+        """The routed sinks that keep only the call's latest state (`Sink.coalesces`)."""
+        return [
+            sink.name
+            for sink in matching_sinks(record, event_type, rt.config.sinks)
+            if SINKS[sink.type].coalesces
+        ]
 
     outcome = "payload_only" if payload_only else "ok"
 
@@ -158,7 +168,9 @@ async def enrich(
             routed=[sink.name for sink in matching_sinks(record, event_type, rt.config.sinks)],
         )
 
-    record = await rt.store.merge_and_enqueue(observations, deliver_messages, journal_entry)
+    record = await rt.store.merge_and_enqueue(
+        observations, deliver_messages, journal_entry, latest_for=coalescing_sinks
+    )
     metrics.enrich_total.labels(vendor.name, outcome).inc()
     log.info(
         "enriched %s → status %s (revision %d)",

@@ -33,6 +33,7 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
 
     type_name: ClassVar[str] = "database"
     config_model: ClassVar[type[SinkConfig]] = DatabaseSinkConfig
+    coalesces: ClassVar[bool] = True
 
     def __init__(self, config: DatabaseSinkConfig, resources: SinkResources) -> None:
         super().__init__(config, resources)
@@ -86,7 +87,8 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
             self._engine = None
 
     async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
-        """Upsert `calls` and insert into `call_events` in one transaction."""
+        """Upsert `calls` (unless a newer delivery of the call will) and insert into
+        `call_events`, in one transaction."""
         if self._engine is None:
             raise RuntimeError(f"database sink {self.config.name!r} written before start()")
         engine = self._engine
@@ -96,7 +98,9 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
         audit = event_row(record, trigger, written_at=now)
         try:
             async with asyncio.timeout(self.config.timeout_s), engine.begin() as connection:
-                await connection.execute(upsert_call(dialect, call), call)
+                # the call's newer delivery upserts its row; every event keeps its own row
+                if not trigger.superseded:
+                    await connection.execute(upsert_call(dialect, call), call)
                 await connection.execute(insert_event(dialect), audit)
         except _DATABASE_ERRORS as exc:
             raise classify(exc, self.config.name) from exc
