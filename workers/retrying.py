@@ -39,9 +39,13 @@ class RetryPolicy:
         return attempt >= self.max_attempts
 
     def delay_s(self, attempt: int, retry_after: float | None = None) -> float:
+        """The backoff for retry number `attempt`, or the remote's `Retry-After` when that
+        is longer. A shorter Retry-After does not shorten it: a service answering 429 with
+        `Retry-After: 1` through an outage would otherwise spend the whole budget in seconds."""
+        delay = backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
         if retry_after is not None:
-            return min(max(retry_after, 0.0), _MAX_DELAY_S)
-        return backoff_s(attempt, base_s=self.base_s, cap_s=self.cap_s)
+            delay = max(delay, retry_after)
+        return min(delay, _MAX_DELAY_S)
 
 
 @dataclass(frozen=True, slots=True)
