@@ -60,7 +60,10 @@ class Runtime:
     policies: RetryPolicies
     http_timeout: httpx.Timeout
     _sinks: dict[str, Sink[Any]] = field(default_factory=dict)
-    _sinks_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the start in flight per sink: every delivery waiting for that sink shares it
+    _sink_starts: dict[str, asyncio.Task[Sink[Any]]] = field(default_factory=dict)
+    #: each sink as made, kept across its start attempts until one succeeds
+    _unstarted: dict[str, Sink[Any]] = field(default_factory=dict)
     _clients: dict[str, VendorClient] = field(default_factory=dict)
     #: every httpx client made for a vendor source or a sink (each with its own pool)
     _http_clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -112,29 +115,49 @@ class Runtime:
         return client
 
     async def sink(self, name: str) -> Sink[Any]:
-        """The started sink named `name` (KeyError if the config has none by that name)."""
+        """The started sink named `name` (KeyError if the config has none by that name).
+
+        One start at a time per sink, shared by every delivery that needs it meanwhile, and
+        bounded by the sink's write budget (3 x `timeout_s`): a sink that cannot start (a
+        database or bucket that is down) costs one attempt per retry wave, never holds
+        another sink's deliveries back, and is tried again by the next delivery."""
         sink = self._sinks.get(name)
         if sink is not None:
             return sink
-        async with self._sinks_lock:
-            if name not in self._sinks:
-                config = next(s for s in self.config.sinks if s.name == name)
-                # a connection pool per sink, as per vendor source
-                http = make_client(
-                    timeout=self.http_timeout,
-                    transport=httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS),
-                )
-                self._http_clients.append(http)
-                resources = SinkResources(
-                    http,
-                    self.redis,
-                    self.config.redis.namespace,
-                    allow_private_networks=self.config.recordings.allow_private_networks,
-                )
-                created = SINKS[config.type](config, resources)
-                await created.start()
-                self._sinks[name] = created
-            return self._sinks[name]
+        starting = self._sink_starts.get(name)
+        if starting is None:
+            starting = asyncio.create_task(self._start_sink(name), name=f"start sink {name}")
+            self._sink_starts[name] = starting
+            starting.add_done_callback(lambda done: self._start_ended(name, done))
+        # shielded: a delivery giving up on its own timeout leaves the start to the others
+        return await asyncio.shield(starting)
+
+    def _start_ended(self, name: str, done: asyncio.Task[Sink[Any]]) -> None:
+        self._sink_starts.pop(name, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every delivery waiting may have timed out
+
+    async def _start_sink(self, name: str) -> Sink[Any]:
+        config = next(s for s in self.config.sinks if s.name == name)
+        sink = self._unstarted.get(name)
+        if sink is None:
+            # a connection pool per sink, as per vendor source
+            http = make_client(
+                timeout=self.http_timeout,
+                transport=httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS),
+            )
+            self._http_clients.append(http)
+            resources = SinkResources(
+                http,
+                self.redis,
+                self.config.redis.namespace,
+                allow_private_networks=self.config.recordings.allow_private_networks,
+            )
+            sink = self._unstarted[name] = SINKS[config.type](config, resources)
+        async with asyncio.timeout(config.timeout_s * 3):
+            await sink.start()
+        self._sinks[name] = self._unstarted.pop(name)
+        return sink
 
     async def start_sinks(self) -> None:
         """Start every configured sink now, within its write budget (3 x `timeout_s`).
@@ -144,8 +167,7 @@ class Runtime:
         left unstarted; its first delivery starts it, retrying as usual."""
         for config in self.config.sinks:
             try:
-                async with asyncio.timeout(config.timeout_s * 3):
-                    await self.sink(config.name)
+                await self.sink(config.name)
             except TRANSIENT_START_ERRORS as exc:
                 reason = exc.reason if isinstance(exc, RetryableError) else str(exc)
                 log.warning(
@@ -161,7 +183,7 @@ class Runtime:
         return any(sink.name == name for sink in self.config.sinks)
 
     async def close(self) -> None:
-        for sink in self._sinks.values():
+        for sink in [*self._sinks.values(), *self._unstarted.values()]:
             await sink.close()
         for http in self._http_clients:
             await http.aclose()

@@ -102,7 +102,8 @@ class Sink(ABC, Generic[ConfigT]):
         self.resources = resources
 
     async def start(self) -> None:
-        """Connect, migrate, validate reachability. Called once per process."""
+        """Connect, migrate, validate reachability. Called before the first write, and
+        again after a failure until it succeeds (keep what can be kept across attempts)."""
 
     async def close(self) -> None:
         """Release connections."""

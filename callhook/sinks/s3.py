@@ -130,6 +130,8 @@ class S3Sink(Sink[S3SinkConfig]):
 
     _stack: AsyncExitStack | None = None
     _client: S3Client | None = None
+    #: set once the bucket answered
+    _ready: bool = False
     #: the sink's own client for recording downloads (address-checked; see netpolicy)
     _downloads: httpx.AsyncClient | None = None
     #: cleared when the store rejects conditional puts (then the last writer wins)
@@ -139,39 +141,43 @@ class S3Sink(Sink[S3SinkConfig]):
     _written: OrderedDict[str, _Stored]
 
     async def start(self) -> None:
-        """Create the S3 client and check the bucket answers (`HeadBucket`)."""
-        if self._client is not None:
+        """Create the S3 client and check the bucket answers (`HeadBucket`). The client is
+        kept when the check fails: making one costs a tenth of a second of CPU on the
+        event loop, too much to repeat on every retry through an outage."""
+        if self._ready:
             return
-        self._written = OrderedDict()
-        stack = AsyncExitStack()
-        client = await stack.enter_async_context(
-            get_session().create_client(
-                "s3",
-                region_name=self.config.region,
-                endpoint_url=self.config.endpoint_url,
-                config=_client_config(self.config),
-            )
-        )
+        if self._client is None:
+            self._written = OrderedDict()
+            async with AsyncExitStack() as stack:
+                client = await stack.enter_async_context(
+                    get_session().create_client(
+                        "s3",
+                        region_name=self.config.region,
+                        endpoint_url=self.config.endpoint_url,
+                        config=_client_config(self.config),
+                    )
+                )
+                if self.config.copy_recordings:
+                    self._downloads = recording_client(
+                        allow_private_networks=self.resources.allow_private_networks,
+                        user_agent=USER_AGENT,
+                    )
+                    stack.push_async_callback(self._downloads.aclose)
+                self._stack, self._client = stack.pop_all(), client
         try:
-            await client.head_bucket(Bucket=self.config.bucket)
+            await self._client.head_bucket(Bucket=self.config.bucket)
         except (ClientError, BotoCoreError) as exc:
-            await stack.aclose()
             raise self._start_failure(exc) from None
-        if self.config.copy_recordings:
-            self._downloads = recording_client(
-                allow_private_networks=self.resources.allow_private_networks,
-                user_agent=USER_AGENT,
-            )
-            stack.push_async_callback(self._downloads.aclose)
-        self._stack, self._client = stack, client
+        self._ready = True
 
     async def close(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
         self._stack, self._client, self._downloads = None, None, None
+        self._ready = False
 
     async def write(self, record: dict[str, Any], trigger: Trigger) -> WriteResult:
-        if self._client is None:
+        if not self._ready or self._client is None:
             raise RuntimeError(f"s3 sink {self.config.name!r} used before start()")
         if trigger.superseded:
             return WriteResult.SUPERSEDED  # the call's newer delivery writes its object

@@ -78,6 +78,9 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
             if isinstance(failure, RetryableError):
                 raise failure from exc
             raise ConfigError(f"{label}: {failure.reason}") from None
+        except BaseException:  # cancelled by the start's time budget
+            await engine.dispose()
+            raise
         self._engine = engine
         log.info("database sink %s ready at %s", self.config.name, self.config.display_url)
 
