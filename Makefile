@@ -27,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/callhook up
 
 test: $(STAMP) chromium
-	$(BIN)/pytest -q -m "not chaos"
+	$(BIN)/pytest -q -m "not chaos" --durations=15
 
 # The console's browser test drives Debian's chromium (Playwright's own browser download
 # cannot be fetched everywhere): installed here when missing.
