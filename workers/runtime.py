@@ -183,6 +183,10 @@ class Runtime:
         return any(sink.name == name for sink in self.config.sinks)
 
     async def close(self) -> None:
+        starting = list(self._sink_starts.values())
+        for task in starting:
+            task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         for sink in [*self._sinks.values(), *self._unstarted.values()]:
             await sink.close()
         for http in self._http_clients:

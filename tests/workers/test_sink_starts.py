@@ -105,3 +105,16 @@ async def test_deliveries_waiting_for_a_struggling_sink_share_one_start(
     archive = await rt.sink("archive")
     assert await rt.sink("archive") is archive
     assert store.requests == 2 * one_start + 1
+
+
+async def test_closing_the_runtime_ends_a_start_its_store_holds(
+    store_and_runtime: tuple[StrugglingStore, Runtime],
+) -> None:
+    """A worker shutting down while a sink's store hangs is not held until the start's
+    budget runs out (here 30 s)."""
+    store, rt = store_and_runtime
+    waiting = asyncio.create_task(rt.sink("archive"))
+    assert await asyncio.to_thread(store.arrived.wait, 10), "the archive's start never came"
+    await asyncio.wait_for(rt.close(), timeout=10)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
