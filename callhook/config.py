@@ -1,7 +1,14 @@
 """Configuration: TOML → `${ENV}` expansion → frozen pydantic models, parsed once.
 
-Nothing else in Callhook reads `os.environ`. Every error is a `ConfigError` whose message
-names the key and the problem in one line, and never contains a secret's value.
+`os.environ` is read here (`load_config`: `$CALLHOOK_CONFIG` and the `${ENV}` references)
+and otherwise only to hand the config file to child processes: workers/launch.py gives the
+workers and the scheduler a copy with `$CALLHOOK_CONFIG` (and the metrics directory), and
+service/run.py sets `$CALLHOOK_CONFIG` before Uvicorn starts several ingress processes,
+which inherit it. Libraries read their own variables (boto its AWS credentials);
+bench/naive.py is the benchmarks' baseline, not Callhook.
+
+Every error is a `ConfigError` whose message names the key and the problem in one line, and
+never contains a secret's value.
 """
 
 from __future__ import annotations

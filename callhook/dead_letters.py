@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -37,6 +36,7 @@ from callhook.queues import (
     messages_key,
     queue_key,
 )
+from callhook.record import iso_z
 
 log = logging.getLogger("callhook.dead_letters")
 
@@ -192,9 +192,7 @@ class DeadLetters:
         now = self._clock()
         entry = DeadLetter(
             id=uuid.uuid4().hex,
-            at=datetime.fromtimestamp(now, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            at=iso_z(now),
             queue=queue,
             actor=actor,
             reason=reason[:500],

@@ -18,7 +18,8 @@ MAX_PAYLOAD_DEPTH = 64
 
 
 class EventType(StrEnum):
-    """The normalised event types every vendor event maps to (SPEC section 4)."""
+    """The normalised event types every vendor event maps to (docs/configuration.md lists
+    them; each vendor's page in docs/vendors/ its mapping)."""
 
     RINGING = "call.ringing"
     STARTED = "call.started"

@@ -1,10 +1,12 @@
-"""Outbound HTTP: client settings, Retry-After parsing, backoff, and status classification."""
+"""Outbound HTTP: client settings, Retry-After parsing, backoff, status classification, and
+the two exchanges everything outbound goes through: a vendor API's GET (`get_json_object`)
+and a sink's POST (`post`)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -83,16 +85,27 @@ def backoff_s(attempt: int, *, base_s: float = 1.0, cap_s: float = 300.0) -> flo
     return random.uniform(ceiling / 2, ceiling)
 
 
-def raise_for_upstream(response: httpx.Response, *, target: str, not_found_is_late: bool) -> None:
+def raise_for_upstream(
+    response: httpx.Response,
+    *,
+    target: str,
+    not_found_is_late: bool,
+    peer: str | None = None,
+    error_code: Callable[[httpx.Response], str | None] | None = None,
+) -> None:
     """Raise the error class for a non-2xx answer; return on 2xx.
 
     `not_found_is_late`: a 404 means "the vendor has not caught up yet" (Get Call right after
-    an event) rather than a permanent miss.
+    an event) rather than a permanent miss. The reason reads "{target} answered HTTP 503",
+    or "{target}: {peer} answered HTTP 503" when `peer` names who answered, followed by the
+    short error code `error_code` finds in the body (default `json_error_code`).
     """
     status = response.status_code
     if 200 <= status < 300:
         return
-    reason = f"{target} answered HTTP {status}{_error_code(response)}"
+    who = f"{target}: {peer}" if peer else target
+    code = (error_code or json_error_code)(response)
+    reason = f"{who} answered HTTP {status}" + (f" ({code[:64]})" if code else "")
     if status == 429:
         raise RateLimited(
             reason,
@@ -112,19 +125,20 @@ def raise_for_upstream(response: httpx.Response, *, target: str, not_found_is_la
     raise PermanentError(reason, target=target, status_code=status)
 
 
-def _error_code(response: httpx.Response) -> str:
-    """A short vendor error code from the body, if it has one (never the whole body)."""
+def json_error_code(response: httpx.Response) -> str | None:
+    """A vendor's error code from a JSON body (`error.code`, `error_code` or `code`), if it
+    has one; never the whole body."""
     try:
-        body = orjson.loads(response.content[:65536])
+        body = orjson.loads(response.content[:ERROR_BODY_BYTES])
     except orjson.JSONDecodeError:
-        return ""
+        return None
     code: Any = None
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
             code = error.get("code")
         code = code or body.get("error_code") or body.get("code")
-    return f" ({str(code)[:64]})" if code else ""
+    return str(code)[:64] if code else None
 
 
 def json_object(response: httpx.Response, *, target: str) -> dict[str, Any]:
@@ -193,17 +207,81 @@ async def get_json_object(
             target=target,
             status_code=response.status_code,
         ) from None
-    # the body as read (already decoded): without the headers that described the transfer
+    read = _as_read(response, content)
+    raise_for_upstream(read, target=target, not_found_is_late=not_found_is_late)
+    return json_object(read, target=target)
+
+
+async def post(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    target: str,
+    peer: str,
+    timeout_s: float,
+    error_code: Callable[[httpx.Response], str | None] | None = None,
+    own_statuses: Container[int] = (),
+) -> httpx.Response:
+    """POST `content` to a sink's `url` and return the answer, its body read, when it is a
+    2xx or its status is in `own_statuses` (which the caller classifies itself).
+
+    `timeout_s` bounds the whole exchange, from waiting for a connection to the answer's last
+    byte. Every failure is raised as its `callhook.errors` class, the reason naming `target`
+    and `peer` (who answers: "the receiver", "Slack") and never the URL, which may be a
+    secret: a timeout or an unreachable host is retryable; other statuses are classified by
+    `raise_for_upstream`, with the error code `error_code` finds (default
+    `json_error_code`). Redirects are never followed. The body is read as for GETs (an error
+    answer's start, a 2xx one up to `MAX_RESPONSE_BYTES`, cut there: the request was
+    accepted); one that does not decode counts as empty, since the status is the answer.
+    """
+    scope = asyncio.timeout(timeout_s)
+    try:
+        async with (
+            scope,
+            http.stream(
+                "POST",
+                url,
+                content=content,
+                headers=headers,
+                timeout=timeout_s,
+                follow_redirects=False,
+            ) as response,
+        ):
+            try:
+                body = await _read_capped(response, target=target, cut=True)
+            except httpx.DecodingError:
+                body = b""
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        if isinstance(exc, TimeoutError) and not scope.expired():
+            raise
+        raise RetryableError(
+            f"{target}: {peer} did not answer within {timeout_s}s", target=target
+        ) from None
+    except httpx.TransportError as exc:
+        raise RetryableError(
+            f"{target}: could not reach {peer} ({type(exc).__name__})", target=target
+        ) from None
+    answer = _as_read(response, body)
+    if answer.status_code not in own_statuses:
+        raise_for_upstream(
+            answer, target=target, not_found_is_late=False, peer=peer, error_code=error_code
+        )
+    return answer
+
+
+def _as_read(response: httpx.Response, content: bytes) -> httpx.Response:
+    """A streamed `response` with `content`, its body as read (already decoded): without the
+    headers that described the transfer."""
     kept = [
         (name, value)
         for name, value in response.headers.multi_items()
         if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
     ]
-    read = httpx.Response(
+    return httpx.Response(
         response.status_code, headers=kept, content=content, request=response.request
     )
-    raise_for_upstream(read, target=target, not_found_is_late=not_found_is_late)
-    return json_object(read, target=target)
 
 
 class _ExchangeDeadline:
@@ -227,21 +305,22 @@ class _ExchangeDeadline:
             self.scope.reschedule(None)
 
 
-async def _read_capped(response: httpx.Response, *, target: str) -> bytes:
+async def _read_capped(response: httpx.Response, *, target: str, cut: bool = False) -> bytes:
     """The decoded body: a 2xx one up to `MAX_RESPONSE_BYTES` (over it, `PermanentError`:
-    the same request would bring the same answer), an error one cut at `ERROR_BODY_BYTES`."""
+    the same request would bring the same answer; with `cut`, the body read so far), an error
+    one cut at `ERROR_BODY_BYTES`."""
     ok = 200 <= response.status_code < 300
     declared = response.headers.get("content-length", "")
     too_big = f"{target} answered more than {MAX_RESPONSE_BYTES} bytes"
     plain = "content-encoding" not in response.headers
-    if ok and plain and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+    if ok and plain and not cut and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise PermanentError(too_big, target=target, status_code=response.status_code)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if not ok and size >= ERROR_BODY_BYTES:
+        if (not ok and size >= ERROR_BODY_BYTES) or (cut and size > MAX_RESPONSE_BYTES):
             break
         if size > MAX_RESPONSE_BYTES:
             raise PermanentError(too_big, target=target, status_code=response.status_code)

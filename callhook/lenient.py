@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from callhook.record import iso_z
+
 #: the last second `datetime` can show (9999-12-31T23:59:59Z): later "times" are garbage
 MAX_TIMESTAMP = 253402300799.0
 
@@ -67,11 +69,7 @@ def iso_utc(value: Any) -> str | None:
     moment = timestamp(value)
     if moment is None:
         return None
-    return (
-        datetime.fromtimestamp(moment, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return iso_z(moment)
 
 
 def timestamp(value: Any) -> float | None:

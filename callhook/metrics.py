@@ -1,4 +1,4 @@
-"""Every Prometheus metric Callhook exposes, defined once (SPEC section 6)."""
+"""Every Prometheus metric Callhook exposes, defined once (docs/operations.md lists them)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ dedupe mark (service/accept.py), so "accepted" and "enqueued" cannot diverge. Th
     {namespace}:{queue}        list of redis message ids, consumed from the left
     {namespace}:{queue}.msgs   hash: redis message id -> encoded message
 
-tests/workers/test_broker_layout.py proves a message written this way is consumed by a real
+tests/service/test_accept.py proves a message written this way is consumed by a real
 Dramatiq worker.
 """
 

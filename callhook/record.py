@@ -143,7 +143,7 @@ class CallRecord(_Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The record as its JSON wire shape (the `schema` key spelled as in the SPEC)."""
+        """The record as its JSON wire shape (`schema_` written as its alias, `schema`)."""
         return self.model_dump(mode="json", by_alias=True)
 
 
@@ -174,8 +174,19 @@ def first_revision() -> int:
     return time.time_ns() // 1_000_000
 
 
+def iso_z(moment: datetime | float, *, timespec: str = "milliseconds") -> str:
+    """`moment` (a datetime, naive ones taken as UTC, or unix seconds) as the ISO-8601 UTC
+    text every Callhook time is written in: `2024-05-01T14:03:00.000Z`. `timespec` is
+    `datetime.isoformat`'s, for an API that wants another precision."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(datetime.now(UTC))
 
 
 def _is_newer(candidate: CallRecord, current: CallRecord) -> bool:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from callhook.record import CallRecord, CallStatus, LastEvent, Recording, first_revision, merge
+from callhook.record import (
+    CallRecord,
+    CallStatus,
+    LastEvent,
+    Recording,
+    first_revision,
+    iso_z,
+    merge,
+)
 
 
 def observation(status: CallStatus, observed_at: str, **fields: Any) -> CallRecord:
@@ -170,3 +179,15 @@ def test_wire_shape_spells_schema() -> None:
         CallRecord.model_validate_json(__import__("orjson").dumps(COMPLETED.to_json_dict()))
         == COMPLETED
     )
+
+
+def test_iso_z_writes_any_moment_as_utc_with_milliseconds_and_z() -> None:
+    moment = datetime(2024, 5, 1, 16, 3, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+    assert iso_z(moment) == "2024-05-01T14:03:00.123Z"
+    # a naive datetime is UTC; a number is unix seconds
+    assert iso_z(moment.astimezone(UTC).replace(tzinfo=None)) == "2024-05-01T14:03:00.123Z"
+    assert iso_z(moment.timestamp()) == "2024-05-01T14:03:00.123Z"
+    assert iso_z(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_z(moment, timespec="seconds") == "2024-05-01T14:03:00Z"
+    assert iso_z(moment, timespec="auto") == "2024-05-01T14:03:00.123456Z"

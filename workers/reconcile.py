@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -47,7 +47,7 @@ from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client, parse_re
 from callhook.journal.updates import JournalSettings
 from callhook.queues import dedupe_key
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
-from callhook.record import CallRecord, CallStatus, LastEvent, merge, utc_now_iso
+from callhook.record import CallRecord, CallStatus, LastEvent, iso_z, merge, utc_now_iso
 from callhook.store import RecordStore
 from callhook.vendors import VENDORS
 from callhook.vendors.base import Fetched, Vendor
@@ -115,9 +115,8 @@ class Summary:
         return self.counts[outcome]
 
 
-def iso(moment: datetime) -> str:
-    """`moment` as ISO-8601 UTC with milliseconds and a `Z`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+#: a window's ends as text (the CLI's lines, the scheduler's saved window end)
+iso = iso_z
 
 
 #: the record fields a listing can tell; bookkeeping (revision, times observed, vendor_data)

@@ -50,7 +50,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicies:
-    """The schedules workers follow (tests shorten them; production uses `DEFAULT`)."""
+    """The schedules workers follow: `DEFAULT_POLICIES`, with what the config's `[retries.*]`
+    tables set (`policies_from_config`); tests shorten them."""
 
     # Each delay is drawn from [c/2, c], c = min(cap, base * 2**attempt): the totals below
     # are the sums of those ranges.

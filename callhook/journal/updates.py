@@ -21,14 +21,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from callhook.config import Config
 from callhook.journal import prefix
-from callhook.record import CallRecord
+from callhook.record import CallRecord, iso_z
 
 #: upper bounds (ms) of the sink-latency histogram kept per minute for p95s
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -58,8 +57,7 @@ class JournalSettings:
 
 
 def iso_ms(epoch_ms: float) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(epoch_ms / 1000)
 
 
 def sink_state(state: str, at_ms: int, **detail: Any) -> bytes:

@@ -16,7 +16,7 @@ from callhook.record import CallStatus
 
 
 class When(BaseModel):
-    """Conditions on the record; every one given must hold (SPEC section 2)."""
+    """Conditions on the record; every one given must hold (docs/configuration.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

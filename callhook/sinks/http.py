@@ -8,7 +8,6 @@ operator deletes its flag in Redis (see docs/sinks/http.md).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,8 +23,8 @@ import orjson
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
 
-from callhook.errors import PermanentError, RetryableError
-from callhook.http import raise_for_upstream
+from callhook.errors import PermanentError
+from callhook.http import post
 from callhook.record import utc_now_iso
 from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger, WriteResult
 from callhook.sinks.once import Once
@@ -45,6 +44,8 @@ RESERVED_HEADERS = frozenset(
         "transfer-encoding",
     }
 )
+#: the answers this sink classifies itself (`_check`); `post` classifies the others
+_OWN_STATUSES = frozenset({*range(300, 400), 410})
 #: RFC 9110 token characters
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 
@@ -169,32 +170,24 @@ class HttpSink(Sink[HttpSinkConfig]):
                 "callhook-event": str(trigger.event_type),
             }
         )
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                response = await self.resources.http.post(
-                    self.config.url,
-                    content=body,
-                    headers=headers,
-                    timeout=self.config.timeout_s,
-                    follow_redirects=False,
-                )
-        except (TimeoutError, httpx.TimeoutException):
-            raise RetryableError(
-                f"{self._target}: the receiver did not answer within {self.config.timeout_s}s",
-                target=self._target,
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{self._target}: could not reach the receiver ({type(exc).__name__})",
-                target=self._target,
-            ) from None
+        response = await post(
+            self.resources.http,
+            self.config.url,
+            content=body,
+            headers=headers,
+            target=self._target,
+            peer="the receiver",
+            timeout_s=self.config.timeout_s,
+            own_statuses=_OWN_STATUSES,
+        )
         await self._check(response, record, trigger)
 
     async def _check(
         self, response: httpx.Response, record: dict[str, Any], trigger: Trigger
     ) -> None:
+        """What `post` leaves to this sink: a redirect, and a 410 that disables it."""
         status = response.status_code
-        if response.is_redirect or 300 <= status < 400:
+        if 300 <= status < 400:
             # never follow: the signature is for this URL's owner, and the Location may
             # carry tokens, so only its host is named
             host = urlsplit(response.headers.get("location", "")).hostname or "no location"
@@ -218,7 +211,6 @@ class HttpSink(Sink[HttpSinkConfig]):
                 target=self._target,
                 status_code=status,
             )
-        raise_for_upstream(response, target=self._target, not_found_is_late=False)
 
 
 def _text(value: Any) -> str:

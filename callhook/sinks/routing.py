@@ -1,4 +1,5 @@
-"""Routing: which sinks receive a record for a given trigger (SPEC section 2). Pure."""
+"""Routing: which sinks receive a record for a given trigger (a sink's `events` and `when`,
+docs/configuration.md `[[sinks]]`). Pure."""
 
 from __future__ import annotations
 

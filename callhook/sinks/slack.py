@@ -7,7 +7,6 @@ Two ways to post: an incoming webhook (`webhook_url`) or a bot token with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any, ClassVar, Literal
@@ -20,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
 from callhook.errors import PermanentError, RateLimited, RetryableError
-from callhook.http import json_object, parse_retry_after
+from callhook.http import json_object, parse_retry_after, post
 from callhook.sinks.base import Sink, SinkConfig, SinkResources, Trigger, WriteResult
 from callhook.sinks.once import Once
 from callhook.sinks.slack_message import build_message, escape, format_duration
@@ -215,49 +214,20 @@ class SlackSink(Sink[SlackSinkConfig]):
             headers = {"authorization": f"Bearer {self.config.bot_token.get_secret_value()}"}
             body["channel"] = self.config.channel
         headers["content-type"] = "application/json; charset=utf-8"
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                response = await self.resources.http.post(
-                    url,
-                    content=orjson.dumps(body),
-                    headers=headers,
-                    timeout=self.config.timeout_s,
-                    follow_redirects=False,
-                )
-        except (TimeoutError, httpx.TimeoutException):
-            raise RetryableError(
-                f"{self._target}: Slack did not answer within {self.config.timeout_s}s",
-                target=self._target,
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"{self._target}: could not reach Slack ({type(exc).__name__})",
-                target=self._target,
-            ) from None
-        self._check_status(response)
+        # 400 invalid_payload, 403 action_prohibited, 404 channel_not_found / no_service,
+        # 410 channel_is_archived, a redirect: permanent, as `post` classifies them
+        response = await post(
+            self.resources.http,
+            url,
+            content=orjson.dumps(body),
+            headers=headers,
+            target=self._target,
+            peer="Slack",
+            timeout_s=self.config.timeout_s,
+            error_code=_webhook_error_code,
+        )
         if self.config.bot_token is not None:
             self._check_api_answer(response)
-
-    def _check_status(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        code = response.text.strip()[:64]
-        reason = f"{self._target}: Slack answered HTTP {status}"
-        if _ERROR_CODE.match(code):
-            reason += f" ({code})"
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if status == 429:
-            raise RateLimited(
-                reason, target=self._target, status_code=status, retry_after=retry_after
-            )
-        if status == 408 or status >= 500:
-            raise RetryableError(
-                reason, target=self._target, status_code=status, retry_after=retry_after
-            )
-        # 400 invalid_payload, 403 action_prohibited, 404 channel_not_found / no_service,
-        # 410 channel_is_archived, a redirect: retrying cannot fix any of them
-        raise PermanentError(reason, target=self._target, status_code=status)
 
     def _check_api_answer(self, response: httpx.Response) -> None:
         answer = json_object(response, target=self._target)
@@ -275,6 +245,13 @@ class SlackSink(Sink[SlackSinkConfig]):
         if error in _TRANSIENT_API_ERRORS:
             raise RetryableError(reason, target=self._target, status_code=response.status_code)
         raise PermanentError(reason, target=self._target, status_code=response.status_code)
+
+
+def _webhook_error_code(response: httpx.Response) -> str | None:
+    """The short code of an incoming webhook's error answer (`channel_not_found`), if the
+    body is one."""
+    code = response.text.strip()[:64]
+    return code if _ERROR_CODE.match(code) else None
 
 
 def _context(record: dict[str, Any], trigger: Trigger, sink: str) -> dict[str, Any]:

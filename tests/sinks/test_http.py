@@ -14,12 +14,16 @@ import orjson
 import pytest
 import redis.asyncio
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from callhook.errors import PermanentError, RateLimited, RetryableError
 from callhook.events import EventType
 from callhook.http import make_client
 from callhook.record import CallRecord, CallStatus
-from callhook.sinks.base import SinkResources, Trigger
+from callhook.sinks.base import SinkResources, Trigger, WriteResult
 from callhook.sinks.http import HttpSink, HttpSinkConfig, webhook_id
 from tests.servers import ServerThread, free_port
 from tests.sinks._http_support import HOOK_PATH, MOVED_PATH, SECRET, Receiver
@@ -258,6 +262,30 @@ async def test_redirects_are_not_followed(receiver: Receiver, resources: SinkRes
     assert "s3cr3t" not in raised.value.reason
     assert MOVED_PATH not in raised.value.reason
     assert [attempt.path for attempt in receiver.attempts] == [HOOK_PATH]
+
+
+async def test_an_answer_whose_body_does_not_decode_counts_by_its_status(
+    resources: SinkResources,
+) -> None:
+    """A gzip body that is not gzip: the status alone says what happened."""
+    statuses = [503, 200]
+
+    async def answer(request: Request) -> Response:
+        await request.body()
+        return Response(b"not gzip", statuses.pop(0), headers={"content-encoding": "gzip"})
+
+    app = Starlette(routes=[Route(HOOK_PATH, answer, methods=["POST"])])
+    with ServerThread(app) as server:
+        config = HttpSinkConfig.model_validate(
+            {"name": "crm", "url": server.url + HOOK_PATH, "secret": SECRET}
+        )
+        sink = HttpSink(config, resources)
+
+        with pytest.raises(RetryableError, match="HTTP 503") as raised:
+            await sink.write(RECORD, trigger())
+        assert type(raised.value) is RetryableError
+
+        assert await sink.write(RECORD, trigger()) is WriteResult.WRITTEN
 
 
 async def test_receiver_down_is_retryable(resources: SinkResources) -> None:

@@ -483,6 +483,31 @@ async def test_500_is_retryable(slack: FakeSlack, resources: SinkResources) -> N
     assert len(slack.messages) == 1
 
 
+@pytest.mark.parametrize("status", [408, 425])
+async def test_408_and_425_are_retryable_then_post_once(
+    slack: FakeSlack, resources: SinkResources, status: int
+) -> None:
+    """425 Too Early, like 408, asks for the same request again later."""
+    sink = webhook_sink(slack, resources)
+    slack.answer_next(status, "try_again_later", {"Retry-After": "2"})
+
+    with pytest.raises(RetryableError) as raised:
+        await sink.write(COMPLETED, trigger(EventType.COMPLETED))
+
+    assert type(raised.value) is RetryableError
+    assert raised.value.reason == (
+        f"slack sink 'calls': Slack answered HTTP {status} (try_again_later)"
+    )
+    assert raised.value.status_code == status
+    assert raised.value.retry_after == 2.0
+    assert_no_secret(raised.value)
+    assert slack.messages == []
+
+    await sink.write(COMPLETED, trigger(EventType.COMPLETED))
+    await sink.write(COMPLETED, trigger(EventType.COMPLETED))
+    assert len(slack.messages) == 1
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
     [

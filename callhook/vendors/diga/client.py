@@ -12,6 +12,7 @@ from callhook.errors import NotReadyYet, PermanentError, RetryableError
 from callhook.events import EventType
 from callhook.http import VENDOR_DEADLINE_S, get_json_object
 from callhook.lenient import boolean, text, timestamp
+from callhook.record import iso_z
 from callhook.vendors.base import Fetched, VendorClient
 from callhook.vendors.diga.config import DigaSource, reveal
 from callhook.vendors.diga.webhook import CALL_ID
@@ -98,7 +99,12 @@ class DigaClient(VendorClient):
         self.coverage_notes = []
         ids = ListedIds(CALL_ID, target=TARGET, notes=self.coverage_notes)
         start, end = _utc(since), _utc(until)
-        window = {"start_created_date": _iso(start), "end_created_date": _iso(end)}
+        # full precision ("auto": whole seconds as Diga writes them, else microseconds): a
+        # window the API applies must not be narrower than the one applied below
+        window = {
+            "start_created_date": iso_z(start, timespec="auto"),
+            "end_created_date": iso_z(end, timespec="auto"),
+        }
         seen: set[str] = set()
         async for call in self._pages("/v1/call/", window):
             call_id = text(call.get("id"))
@@ -164,7 +170,3 @@ def _last_id(items: list[Mapping[str, Any]]) -> str | None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

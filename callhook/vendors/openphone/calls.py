@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from callhook.record import iso_z
 from callhook.vendors.base import SimulatedCall
 
 Scenario = Literal["answered", "missed"]
@@ -69,7 +69,7 @@ def simulated_call(
         "direction": "incoming",
         "status": "completed",
         "completedAt": None,
-        "createdAt": _iso(created),
+        "createdAt": iso_z(created),
         "callRoute": "phone-number",
         "duration": 0,
         "forwardedFrom": None,
@@ -83,17 +83,17 @@ def simulated_call(
     }
     if scenario == "missed":
         call.update(
-            status="no-answer", completedAt=_iso(created + 25), updatedAt=_iso(created + 26)
+            status="no-answer", completedAt=iso_z(created + 25), updatedAt=iso_z(created + 26)
         )
         return SimulatedCall(cid, call, {"recordings": []})
     answered, transferred, ended = created + 7, created + 125, created + 152
     call.update(
-        answeredAt=_iso(answered),
+        answeredAt=iso_z(answered),
         answeredBy=USER_ID,
-        completedAt=_iso(ended),
+        completedAt=iso_z(ended),
         duration=ended - answered,
         forwardedTo=TEAMMATE_ID,
-        updatedAt=_iso(ended + 1),
+        updatedAt=iso_z(ended + 1),
     )
     tag = digest(cid)
     extras: dict[str, Any] = {
@@ -101,7 +101,7 @@ def simulated_call(
             {
                 "duration": transferred - answered,
                 "id": "CR" + tag[:10],
-                "startTime": _iso(answered),
+                "startTime": iso_z(answered),
                 "status": "completed",
                 "type": "audio/mpeg",
                 "url": f"{RECORDINGS_HOST}/{tag[:32]}.mp3",
@@ -119,7 +119,7 @@ def simulated_call(
         },
         "transcript": {
             "callId": cid,
-            "createdAt": _iso(ended + 40),
+            "createdAt": iso_z(ended + 40),
             "dialogue": _dialogue(participant, transferred - answered),
             "duration": float(transferred - answered),
             "status": "completed",
@@ -185,11 +185,3 @@ def legacy_shape(call: Mapping[str, Any], extras: Mapping[str, Any]) -> dict[str
         }
     )
     return older
-
-
-def _iso(unix_s: float) -> str:
-    return (
-        datetime.fromtimestamp(unix_s, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from callhook.errors import RetryableError
 from callhook.lenient import text, timestamp
+from callhook.record import iso_z
 from callhook.vendors.ids import ListedIds
 from callhook.vendors.openphone.config import OpenPhoneSource
 from callhook.vendors.openphone.webhook import CALL_ID
@@ -57,8 +58,8 @@ class ListCalls:
         ids = ListedIds(CALL_ID, target=self._target, notes=self.notes)
         seen: set[str] = set()
         window = {
-            "createdAfter": _iso(since - WINDOW_MARGIN),
-            "createdBefore": _iso(until + WINDOW_MARGIN),
+            "createdAfter": iso_z(since - WINDOW_MARGIN),
+            "createdBefore": iso_z(until + WINDOW_MARGIN),
         }
         for number_id in await self.phone_number_ids():
             for participant in await self.counterparties(number_id, since):
@@ -99,7 +100,7 @@ class ListCalls:
             return list(self._config.participants)
         query = {
             "phoneNumbers": number_id,
-            "updatedAfter": _iso(since - WINDOW_MARGIN),
+            "updatedAfter": iso_z(since - WINDOW_MARGIN),
             "maxResults": str(PAGE_SIZE),
         }
         found: list[str] = []
@@ -165,7 +166,3 @@ def created_in(call: Mapping[str, Any], since: datetime, until: datetime) -> boo
     if moment is None:
         return True
     return since.timestamp() <= moment < until.timestamp()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
