@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from callhook.sandbox import prepare
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -23,18 +23,6 @@ from callhook.vendors import VENDORS
 
 T = TypeVar("T")
 
-#: a realistic sequence of deliveries for one call, per vendor (a vendor missing here posts
-#: every event type its simulator builds, in order)
-SEQUENCES: Mapping[str, tuple[str, ...]] = {
-    "cometchat": ("call_initiated", "call_started", "call_ended", "recording_generated"),
-    "openphone": (
-        "call.ringing",
-        "call.completed",
-        "call.recording.completed",
-        "call.summary.completed",
-    ),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -56,8 +44,9 @@ def sources_by_vendor(config: Config) -> list[str]:
 
 
 def build_calls(config: Config, count: int, host: str) -> list[Call]:
-    """`count` new calls, round-robin over the vendors, each with its sequence of signed
-    deliveries rendered as requests for `host` (`127.0.0.1:port`)."""
+    """`count` new calls, round-robin over the vendors, each with its vendor's realistic
+    sequence of signed deliveries (its kit's `call_sequence`) rendered as requests for
+    `host` (`127.0.0.1:port`)."""
     sources = sources_by_vendor(config)
     if not sources:
         raise RuntimeError("the config has no source of a registered vendor")
@@ -67,11 +56,11 @@ def build_calls(config: Config, count: int, host: str) -> list[Call]:
         settings = config.sources[source]
         vendor = VENDORS[settings.vendor]
         now = time.time()
-        simulated = vendor.simulated_call(None, now=now)
+        simulated = vendor.kit.simulated_call(None, now=now)
         requests: list[bytes] = []
         size = 0
-        for vendor_type in SEQUENCES.get(vendor.name, vendor.simulated_types):
-            delivery = vendor.simulate_delivery(settings, vendor_type, simulated, now=now)
+        for vendor_type in vendor.kit.call_sequence:
+            delivery = vendor.kit.simulate_delivery(settings, vendor_type, simulated, now=now)
             requests.append(render(host, f"/webhooks/{source}", delivery.body, delivery.headers))
             size += len(delivery.body)
         calls.append(Call(source, simulated.call_id, tuple(requests), size))

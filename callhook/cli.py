@@ -189,7 +189,7 @@ def up(
 ) -> None:
     """Ingress, workers and the reconcile scheduler in one command (Ctrl-C stops all).
 
-    With no config file at all, runs the sandbox: three sources (cometchat, openphone, diga)
+    With no config file at all, runs the sandbox: one source per vendor, named after it,
     with generated secrets, their vendor APIs simulated in-process, records in SQLite.
     """
     from callhook.up import run_up

@@ -1,19 +1,20 @@
 """Sandbox mode: `callhook up` with no config file at all.
 
-Three sources (cometchat, openphone, diga) with secrets generated once and kept under
-`var/`, their vendor APIs answered by the in-process simulators (the same ones the tests
-use), the SQLite database sink at `var/callhook.db`, and the console on with a generated
-token. Everything is written to
-`var/sandbox.toml`, an ordinary config file, which the other commands then find by
-themselves (`callhook send-test-event openphone` needs no flags).
+One source per registered vendor (named after it), with the secrets its kit generates,
+made once and kept under `var/`, their vendor APIs answered by the kits' in-process
+simulators (the same ones the tests use), the SQLite database sink at `var/callhook.db`,
+and the console on with a generated token. Everything is written to `var/sandbox.toml`, an
+ordinary config file, which the other commands then find by themselves
+(`callhook send-test-event openphone` needs no flags).
 """
 
 from __future__ import annotations
 
-import base64
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from starlette.routing import Mount
 
 from callhook.sinks import SINKS
 from callhook.vendors import VENDORS
-from callhook.vendors.base import VendorSimulatorState
+from callhook.vendors.kit import VendorSimulatorState
 
 SANDBOX_FILE = "sandbox.toml"
 SECRETS_FILE = "sandbox-secrets.json"
@@ -42,55 +43,40 @@ class Sandbox:
                 continue
             state = VendorSimulatorState(api_key=self.api_keys[name], autocreate=True)
             self.simulator_states[name] = state
-            mounts.append(Mount(f"/{name}", app=vendor.simulator_app(state)))
+            mounts.append(Mount(f"/{name}", app=vendor.kit.simulator_app(state)))
         return Starlette(routes=mounts)
 
 
-def _generated_secrets(path: Path) -> dict[str, str]:
-    stored: dict[str, str] = orjson.loads(path.read_bytes()) if path.is_file() else {}
-    if "console_token" in stored:
-        return stored
-    values = stored or {
-        "cometchat_user": "callhook",
-        "cometchat_password": secrets.token_urlsafe(18),
-        "cometchat_api_key": secrets.token_hex(20),
-        "openphone_signing_secret": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "openphone_webhook_secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
-        "openphone_api_key": secrets.token_urlsafe(24),
-        "diga_webhook_token": secrets.token_urlsafe(24),
-        "diga_api_key": secrets.token_urlsafe(24),
+def _generated_secrets(path: Path) -> dict[str, Any]:
+    """The sandbox's secrets, made once and kept: the console token and each vendor's
+    example secrets (a vendor registered later gets its own on the next start)."""
+    stored: dict[str, Any] = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    sources = stored.get("sources")
+    sources = sources if isinstance(sources, dict) else {}
+    values: dict[str, Any] = {
+        # a sandbox made before the console keeps working: it gets a token now
+        "console_token": stored.get("console_token") or secrets.token_urlsafe(24),
+        "sources": {
+            name: sources.get(name) or vendor.kit.new_secrets() for name, vendor in VENDORS.items()
+        },
     }
-    # added when a sandbox made before the console had none
-    values["console_token"] = secrets.token_urlsafe(24)
-    path.write_bytes(orjson.dumps(values, option=orjson.OPT_INDENT_2))
-    path.chmod(0o600)
+    if values != stored:
+        path.write_bytes(orjson.dumps(values, option=orjson.OPT_INDENT_2))
+        path.chmod(0o600)
     return values
 
 
-_SOURCE_TABLES = {
-    "cometchat": """[sources.cometchat]
-vendor = "cometchat"
-app_id = "sandbox"
-region = "us"
-basic_auth_username = "{cometchat_user}"
-basic_auth_password = "{cometchat_password}"
-api_key = "{cometchat_api_key}"
-api_base_url = "{api}/cometchat"
-""",
-    "openphone": """[sources.openphone]
-vendor = "openphone"
-signing_secret = "{openphone_signing_secret}"
-webhook_secret = "{openphone_webhook_secret}"
-api_key = "{openphone_api_key}"
-api_base_url = "{api}/openphone"
-""",
-    "diga": """[sources.diga]
-vendor = "diga"
-webhook_token = "{diga_webhook_token}"
-api_key = "{diga_api_key}"
-api_base_url = "{api}/diga"
-""",
-}
+def _toml_table(header: str, table: Mapping[str, Any]) -> str:
+    """`[header]` and its keys; values are strings, numbers or booleans."""
+    lines = [f"[{header}]"]
+    for key, value in table.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value!r}")
+        else:
+            lines.append(f"{key} = {orjson.dumps(str(value)).decode()}")
+    return "\n".join(lines) + "\n"
 
 
 def prepare(
@@ -136,7 +122,10 @@ name = "sandbox"
 {sink}
 """
     sources = "\n".join(
-        table.format(api=api, **values) for name, table in _SOURCE_TABLES.items() if name in VENDORS
+        _toml_table(
+            f"sources.{name}", vendor.kit.example_source(values["sources"][name], f"{api}/{name}")
+        )
+        for name, vendor in VENDORS.items()
     )
     text = text.replace("{sources}", sources).replace("{console_token}", values["console_token"])
     path = var_dir / SANDBOX_FILE
@@ -145,5 +134,5 @@ name = "sandbox"
     return Sandbox(
         config_path=path,
         console_token=values["console_token"],
-        api_keys={name: values[f"{name}_api_key"] for name in _SOURCE_TABLES if name in VENDORS},
+        api_keys={name: values["sources"][name]["api_key"] for name in VENDORS},
     )

@@ -10,9 +10,8 @@ import orjson
 
 from callhook.config import Config
 from callhook.errors import CallhookError
-from callhook.events import Delivery, EventType
+from callhook.events import Delivery
 from callhook.vendors import VENDORS
-from callhook.vendors.base import SourceConfig, Vendor
 
 
 class TestEventError(CallhookError):
@@ -56,27 +55,17 @@ def send(
         raise TestEventError(f"unknown source {source!r} (sources: {known})")
     vendor = VENDORS[source_config.vendor]
     if list_types:
-        listing = "\n".join(vendor.simulated_types)
+        listing = "\n".join(vendor.kit.simulated_types)
         return TestEventOutcome(source, "", "", None, listing)
     now = time.time() if now is None else now
-    call = vendor.simulated_call(call_id, now=now)
-    chosen = vendor_type or default_type(vendor, source_config, now)
-    if chosen not in vendor.simulated_types:
-        known = ", ".join(vendor.simulated_types)
+    call = vendor.kit.simulated_call(call_id, now=now)
+    chosen = vendor_type or vendor.kit.completed_type
+    if chosen not in vendor.kit.simulated_types:
+        known = ", ".join(vendor.kit.simulated_types)
         raise TestEventError(f"{vendor.name} has no event type {chosen!r} (one of: {known})")
-    delivery = vendor.simulate_delivery(source_config, chosen, call, now=now)
+    delivery = vendor.kit.simulate_delivery(source_config, chosen, call, now=now)
     base = url or f"http://{config.ingress.host}:{config.ingress.port}"
     return post(base.rstrip("/") + f"/webhooks/{source}", delivery, source, chosen, call.call_id)
-
-
-def default_type(vendor: Vendor[SourceConfig], config: SourceConfig, now: float) -> str:
-    """The vendor event that normalises to call.completed."""
-    call = vendor.simulated_call(None, now=now)
-    for vendor_type in vendor.simulated_types:
-        event = vendor.parse(vendor.simulate_delivery(config, vendor_type, call, now=now))
-        if event.type is EventType.COMPLETED:
-            return vendor_type
-    return vendor.simulated_types[0]
 
 
 def post(

@@ -13,12 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", sorted(VENDORS))
-def test_vendor_has_docs_and_fixtures(name: str) -> None:
+def test_vendor_has_docs(name: str) -> None:
     assert VENDORS[name].name == name
     assert (ROOT / "docs" / "vendors" / f"{name}.md").is_file()
-    fixtures = list((ROOT / "tests" / "vendors" / name / "fixtures").glob("*.json"))
-    assert fixtures, f"tests/vendors/{name}/fixtures has no fixture"
-    assert VENDORS[name].simulated_types
 
 
 @pytest.mark.parametrize("name", sorted(set(SINKS) - {"file"}))

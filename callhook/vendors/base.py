@@ -1,25 +1,26 @@
-"""What a vendor provides to Callhook. One subclass per vendor, one line in the registry.
+"""What a vendor provides to Callhook: one `Vendor` declaration per vendor folder, one line
+in the registry (`callhook.vendors.VENDORS`).
 
 A vendor is pure knowledge of one calling platform: how its deliveries are authenticated
 and parsed, how a webhook payload and its Get Call API answer map onto the call record,
-how its APIs are called, and how to simulate it (signed deliveries for `send-test-event`
-and the tests; an API server for the tests and sandbox mode).
+and how its APIs are called. What imitates the vendor (for sandbox mode, `send-test-event`
+and the tests) is its kit, `callhook.vendors.kit.VendorKit`, declared with it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from starlette.types import ASGIApp
 
 from callhook.events import Delivery, Event, EventType
 from callhook.record import CallRecord
+from callhook.vendors.kit import VendorKit
 
 #: the least key material a webhook secret may have: a shorter key can be guessed
 MIN_SECRET_BYTES = 16
@@ -53,6 +54,7 @@ class SourceConfig(BaseModel):
 
 
 ConfigT = TypeVar("ConfigT", bound=SourceConfig)
+ConfigT_contra = TypeVar("ConfigT_contra", bound=SourceConfig, contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,95 +87,36 @@ class VendorClient(ABC):
         """Every call created in [since, until), as Get Call objects, paging as needed."""
 
 
-class Vendor(ABC, Generic[ConfigT]):
-    """One calling platform. Subclasses set the class attributes and implement the methods."""
+class Authenticate(Protocol[ConfigT_contra]):
+    def __call__(
+        self, config: ConfigT_contra, delivery: Delivery, *, now: float, tolerance_s: int
+    ) -> None: ...
 
-    name: ClassVar[str]
-    config_model: ClassVar[type[SourceConfig]]
-    #: every vendor event name `simulate_delivery` can build (one fixture per name in tests)
-    simulated_types: ClassVar[tuple[str, ...]]
 
-    @abstractmethod
-    def authenticate(
-        self, config: ConfigT, delivery: Delivery, *, now: float, tolerance_s: int
-    ) -> None:
-        """Raise `AuthenticationFailed(reason)` unless the raw delivery is genuine.
+class MakeClient(Protocol[ConfigT_contra]):
+    """A client's constructor; `deadline_s` bounds one fetch (`callhook.http`'s default)."""
 
-        Pure: depends only on its arguments (`now` is unix seconds). Constant-time compares.
-        """
-
-    @abstractmethod
-    def parse(self, delivery: Delivery) -> Event:
-        """Turn an authenticated delivery into an Event; raise `BadPayload` if unusable."""
-
-    @abstractmethod
-    def record_from_event(self, source: str, event: Event, received_at: str) -> CallRecord:
-        """The partial call record the webhook payload alone tells."""
-
-    @abstractmethod
-    def record_from_api(self, source: str, fetched: Fetched, observed_at: str) -> CallRecord:
-        """The call record the vendor API's answer tells."""
-
-    @abstractmethod
-    def client(self, config: ConfigT, http: httpx.AsyncClient) -> VendorClient:
-        """A client for this source's API on the given (process-wide) httpx client."""
-
-    @abstractmethod
-    def simulated_call(self, call_id: str | None, *, now: float) -> SimulatedCall:
-        """A realistic call as the vendor's API returns it (a new random id when None)."""
-
-    @abstractmethod
-    def simulate_delivery(
-        self, config: ConfigT, vendor_type: str, call: SimulatedCall, *, now: float
-    ) -> Delivery:
-        """A realistic delivery of `vendor_type` about `call`, authenticated exactly as the
-        vendor does (signature, Basic or Bearer from `config`, timestamped `now`)."""
-
-    @abstractmethod
-    def simulator_app(self, state: VendorSimulatorState) -> ASGIApp:
-        """An ASGI app answering this vendor's API like the real one, from `state`."""
+    def __call__(
+        self, config: ConfigT_contra, http: httpx.AsyncClient, *, deadline_s: float = ...
+    ) -> VendorClient: ...
 
 
 @dataclass(frozen=True, slots=True)
-class SimulatedCall:
-    """A call a simulated vendor knows: the Get Call object and the extras' API objects."""
+class Vendor(Generic[ConfigT]):
+    """One calling platform, declared once in its folder's `__init__.py`."""
 
-    call_id: str
-    call: dict[str, Any]
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Faults:
-    """Failures a simulated vendor API injects, for tests and chaos runs."""
-
-    #: answer 404 this many times per call id before the call "exists"
-    not_found_first: int = 0
-    #: answer 429 to this many requests (then serve normally); `retry_after` header or none
-    rate_limited: int = 0
-    retry_after: float | None = None
-    #: answer 500 to this many requests
-    server_errors: int = 0
-    #: answer 401 to every request (wrong API key)
-    unauthorized: bool = False
-    #: seconds to wait before answering each request
-    latency_s: float = 0.0
-
-
-@dataclass
-class VendorSimulatorState:
-    """The calls a simulated vendor API knows and the faults it injects.
-
-    `calls` maps call id → the Get Call object as the vendor returns it (unwrapped);
-    `extras` maps call id → kind ("recordings", "summary", ...) → that API's object.
-    `requests` logs every request as (method, path) so tests can count vendor calls.
-    """
-
-    api_key: str
-    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
-    faults: Faults = field(default_factory=Faults)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    not_found_served: dict[str, int] = field(default_factory=dict)
-    #: sandbox mode: an unknown call id is answered with a new `simulated_call` for it
-    autocreate: bool = False
+    name: str
+    config_model: type[ConfigT]
+    #: raise `AuthenticationFailed(reason)` unless the raw delivery is genuine; pure (`now`
+    #: is unix seconds), constant-time compares
+    authenticate: Authenticate[ConfigT]
+    #: an authenticated delivery as an Event; raises `BadPayload` if unusable
+    parse: Callable[[Delivery], Event]
+    #: (source, event, received_at) → the partial call record the webhook payload tells
+    record_from_event: Callable[[str, Event, str], CallRecord]
+    #: (source, fetched, observed_at) → the call record the vendor API's answer tells
+    record_from_api: Callable[[str, Fetched, str], CallRecord]
+    #: a client for the source's API (Get Call, List Calls) on the process's httpx client
+    client: MakeClient[ConfigT]
+    #: what imitates this vendor: example config, calls, deliveries, API simulator
+    kit: VendorKit[ConfigT]

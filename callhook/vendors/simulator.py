@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from callhook.vendors.base import SimulatedCall, VendorSimulatorState
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 
 
 async def inject_faults(

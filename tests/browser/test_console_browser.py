@@ -48,8 +48,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: the vendor event each source posts (a finished call)
-FINISHED = {"openphone": "call.completed", "cometchat": "call_ended", "diga": "call_finished"}
+#: the sandbox's sources, one per registered vendor (named after it); OpenPhone's first: its
+#: call is the one whose pages are shown (and saved for the docs)
+SOURCES: tuple[str, ...] = ("openphone", *(name for name in VENDORS if name != "openphone"))
 WAIT_MS = 20_000
 
 
@@ -61,12 +62,13 @@ class Deployment:
     receiver: Receiver
 
     def post(self, source: str) -> str:
-        """A finished call delivered by `source`, authenticated like the vendor; its id."""
+        """A finished call delivered by `source` (its kit's completed event), authenticated
+        like the vendor; its id."""
         config = load_config(self.config_path)
         vendor = VENDORS[config.sources[source].vendor]
-        call = vendor.simulated_call(None, now=time.time())
-        delivery = vendor.simulate_delivery(
-            config.sources[source], FINISHED[source], call, now=time.time()
+        call = vendor.kit.simulated_call(None, now=time.time())
+        delivery = vendor.kit.simulate_delivery(
+            config.sources[source], vendor.kit.completed_type, call, now=time.time()
         )
         answer = httpx.post(
             f"{self.url}/webhooks/{source}",
@@ -165,7 +167,8 @@ def snapshot(page: Page, name: str) -> None:
 def test_the_console_follows_calls_and_replays_what_failed(
     deployment: Deployment, browser: Browser
 ) -> None:
-    calls = {source: deployment.post(source) for source in FINISHED}
+    assert set(SOURCES) == set(load_config(deployment.config_path).sources)
+    calls = {source: deployment.post(source) for source in SOURCES}
     for source, call_id in calls.items():
         deployment.wait(
             partial(deployment.delivered, source, call_id, ("records", "crm")),
@@ -193,12 +196,12 @@ def test_the_console_follows_calls_and_replays_what_failed(
     assert all(call_id not in content for call_id in calls.values())
     snapshot(page, "login")
 
-    # the right one: back to the calls, all three there
+    # the right one: back to the calls, every vendor's there
     page.fill("#token", TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url("**/console/calls")
     rows = page.locator("tr.call-row")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(len(SOURCES))
     for source, call_id in calls.items():
         row = page.locator(f'tr[data-call-id="{call_id}"]')
         expect(row).to_contain_text(source)
@@ -206,8 +209,8 @@ def test_the_console_follows_calls_and_replays_what_failed(
     snapshot(page, "calls")
 
     # a call's page: its timeline and each sink's attempts
-    page.click(f'a.call-link:has-text("{calls["openphone"]}")')
-    expect(page.locator("h1")).to_contain_text(calls["openphone"])
+    page.click(f'a.call-link:has-text("{calls[SOURCES[0]]}")')
+    expect(page.locator("h1")).to_contain_text(calls[SOURCES[0]])
     timeline = page.locator("ol.timeline li.entry")
     expect(timeline.first).to_contain_text("Delivery accepted")
     expect(page.locator("li.kind-enrich")).to_contain_text("ok")
@@ -219,29 +222,29 @@ def test_the_console_follows_calls_and_replays_what_failed(
 
     # the crm receiver breaks for good: the next calls are dead-lettered there
     deployment.receiver.failing_status = 403
-    failing = [deployment.post(source) for source in ("openphone", "cometchat", "diga")]
+    failing = [deployment.post(source) for source in SOURCES]
     deployment.wait(
-        lambda: len(deployment.api("/dead-letters?sink=crm")["dead_letters"]) == 3,
-        "three dead letters",
+        lambda: len(deployment.api("/dead-letters?sink=crm")["dead_letters"]) == len(SOURCES),
+        "a dead letter per vendor",
     )
     page.goto(f"{deployment.url}/console/dead-letters")
     issue = page.locator("tr.issue")
     expect(issue).to_have_count(1)
-    expect(issue).to_contain_text("\u00d73")
+    expect(issue).to_contain_text(f"\u00d7{len(SOURCES)}")
     expect(issue).to_contain_text("403")
-    expect(page.locator("tr.dead-letter")).to_have_count(3)
+    expect(page.locator("tr.dead-letter")).to_have_count(len(SOURCES))
     snapshot(page, "dead-letters")
 
     # fixed: replay one directly from the call's page...
     deployment.receiver.failing_status = None
-    page.goto(f"{deployment.url}/console/calls/openphone/{failing[0]}")
+    page.goto(f"{deployment.url}/console/calls/{SOURCES[0]}/{failing[0]}")
     expect(page.locator('article.sink[data-sink="crm"] .badge')).to_contain_text("dead letter")
     page.click("form[action='/console/dead-letters/replay'] button")
     expect(page.locator("h1")).to_have_text("Replayed 1 of 1 dead letter(s).")
     deployment.wait(
-        lambda: deployment.sink_state("openphone", failing[0], "crm") == "ok", "the replay"
+        lambda: deployment.sink_state(SOURCES[0], failing[0], "crm") == "ok", "the replay"
     )
-    page.goto(f"{deployment.url}/console/calls/openphone/{failing[0]}")
+    page.goto(f"{deployment.url}/console/calls/{SOURCES[0]}/{failing[0]}")
     expect(page.locator('article.sink[data-sink="crm"] .badge')).to_contain_text("ok")
     outcomes = page.locator('article.sink[data-sink="crm"] tr.attempt')
     expect(outcomes).to_have_count(2)
@@ -249,21 +252,22 @@ def test_the_console_follows_calls_and_replays_what_failed(
     expect(outcomes.nth(1)).to_contain_text("ok")
     expect(page.locator("li.kind-replay")).to_contain_text("by console")
 
-    # ...and the other two as a bulk action: first how many, then the result
+    # ...and the others (two or more) as a bulk action: first how many, then the result
+    rest = len(SOURCES) - 1
     page.goto(f"{deployment.url}/console/dead-letters")
-    page.click("tr.issue button:has-text('Replay all 2')")
-    expect(page.locator("h1")).to_have_text("Replay 2 dead letters?")
+    page.click(f"tr.issue button:has-text('Replay all {rest}')")
+    expect(page.locator("h1")).to_have_text(f"Replay {rest} dead letters?")
     snapshot(page, "confirm")
-    page.click("button:has-text('Yes, replay 2')")
-    expect(page.locator("h1")).to_have_text("Replayed 2 of 2 dead letter(s).")
+    page.click(f"button:has-text('Yes, replay {rest}')")
+    expect(page.locator("h1")).to_have_text(f"Replayed {rest} of {rest} dead letter(s).")
     snapshot(page, "result")
-    for source, call_id in zip(("cometchat", "diga"), failing[1:], strict=True):
+    for source, call_id in zip(SOURCES[1:], failing[1:], strict=True):
         deployment.wait(partial(deployment.delivered, source, call_id, ("crm",)), "the replays")
-    page.goto(f"{deployment.url}/console/calls/diga/{failing[2]}")
+    page.goto(f"{deployment.url}/console/calls/{SOURCES[-1]}/{failing[-1]}")
     expect(page.locator('article.sink[data-sink="crm"] .badge')).to_contain_text("ok")
     page.goto(f"{deployment.url}/console/dead-letters")
     expect(page.locator("tr.dead-letter")).to_have_count(0)
-    assert len(deployment.receiver.delivered) == 6
+    assert len(deployment.receiver.delivered) == 2 * len(SOURCES)
 
     page.goto(f"{deployment.url}/console/")
     expect(page.locator('article[data-sink="crm"] .success-rate')).not_to_have_text("—")

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.loadgen import SEQUENCES, sources_by_vendor
+from bench.loadgen import sources_by_vendor
 from callhook.config import Config
 from callhook.events import Delivery
 from callhook.vendors import VENDORS
-from callhook.vendors.base import VendorSimulatorState
+from callhook.vendors.kit import VendorSimulatorState
 from callhook.vendors.simulator import register
 
 #: a delivery is given up after this many tries (a scenario then fails: sent != accepted)
@@ -120,11 +120,13 @@ class Sender:
     def _call(self, source: str) -> list[Sent]:
         settings = self.config.sources[source]
         vendor = VENDORS[settings.vendor]
-        simulated = vendor.simulated_call(None, now=time.time())
+        simulated = vendor.kit.simulated_call(None, now=time.time())
         register(self.states[vendor.name], simulated)
         deliveries = []
-        for vendor_type in SEQUENCES.get(vendor.name, vendor.simulated_types):
-            delivery = vendor.simulate_delivery(settings, vendor_type, simulated, now=time.time())
+        for vendor_type in vendor.kit.call_sequence:
+            delivery = vendor.kit.simulate_delivery(
+                settings, vendor_type, simulated, now=time.time()
+            )
             event = vendor.parse(delivery)
             deliveries.append(
                 Sent(source, event.call_id or "", event.event_key, event.type, delivery)

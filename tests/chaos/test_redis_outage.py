@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.chaos.sender import Sender
 from tests.chaos.tally import record, verdict
 from tests.chaos.world import running_world

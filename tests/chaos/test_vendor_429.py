@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.chaos.apps import max_per_second
 from tests.chaos.sender import Sender
 from tests.chaos.tally import record, verdict

@@ -26,7 +26,7 @@ from callhook.config import Config, load_config
 from callhook.queues import QUEUES as WORK_QUEUES
 from callhook.queues import STAGES, dlq_entries_key, messages_key
 from callhook.sandbox import Sandbox, prepare
-from callhook.vendors.base import VendorSimulatorState
+from callhook.vendors.kit import VendorSimulatorState
 from tests.chaos.apps import LoopThread, Outage, Partition, Timed
 from tests.servers import PostgresServer, RedisServer, ServerThread, free_port
 from tests.sinks._http_support import HOOK_PATH, SECRET, Receiver

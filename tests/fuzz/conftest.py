@@ -1,14 +1,14 @@
 """The fuzzed ingress: the real app (lifespan and all) on httpx's ASGI transport, the real
 Redis under a per-test namespace, every log line captured, every request counted.
 
-Secrets are distinctive strings so that a leak into a response or a log line is found by
-plain substring search (`SECRET_TEXTS`).
+Every registered vendor has a source named after it, configured from its kit with fresh
+random secrets, so that a leak into a response or a log line is found by plain substring
+search (`SECRET_TEXTS`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,59 +21,39 @@ import redis
 from callhook.config import Config, parse_config
 from callhook.logs import JsonFormatter
 from callhook.queues import ENRICH_QUEUE, messages_key, queue_key
+from callhook.vendors import VENDORS
+from callhook.vendors.base import MIN_SECRET_BYTES
 from service.app import create_app
 
 MAX_BODY_BYTES = 65536
 #: seconds one request may take before it counts as a hang
 REQUEST_TIMEOUT_S = 5.0
 
-CC_USER = "fuzz-cc-hook-user"
-CC_PASSWORD = "fuzzCCpass-7f3a9e21c4"
-CC_API_KEY = "fuzzCCapikey-0b8d6e44a1"
-QUO_SIGNING_SECRET = base64.b64encode(b"fuzz-quo-legacy-signing-key-32by").decode()
-QUO_WHSEC_KEY = base64.b64encode(b"fuzz-quo-standard-key-24b").decode()
-QUO_WEBHOOK_SECRET = "whsec_" + QUO_WHSEC_KEY
-QUO_API_KEY = "fuzzQUOapikey-5c1e0f9b77"
-DIGA_TOKEN = "fuzzDIGAtoken-93d2a7c6e0"
-DIGA_API_KEY = "fuzzDIGAapikey-1a4f8b2d3e"
+#: an API base URL where nothing answers (the ingress never calls a vendor API)
+NOWHERE = "http://127.0.0.1:9"
 
-#: every form in which a secret could leak: the values, and the Basic header's token
-SECRET_TEXTS: tuple[str, ...] = (
-    CC_PASSWORD,
-    CC_API_KEY,
-    base64.b64encode(f"{CC_USER}:{CC_PASSWORD}".encode()).decode(),
-    QUO_SIGNING_SECRET,
-    QUO_WEBHOOK_SECRET,
-    QUO_WHSEC_KEY,
-    QUO_API_KEY,
-    DIGA_TOKEN,
-    DIGA_API_KEY,
-)
-
+#: one source per registered vendor, named after it, with fresh secrets from its kit (made
+#: once per test session: random values a leak search can find by substring)
 SOURCES: dict[str, dict[str, Any]] = {
-    "cometchat": {
-        "vendor": "cometchat",
-        "app_id": "fuzzapp1",
-        "region": "eu",
-        "basic_auth_username": CC_USER,
-        "basic_auth_password": CC_PASSWORD,
-        "api_key": CC_API_KEY,
-        "api_base_url": "http://127.0.0.1:9",
-    },
-    "openphone": {
-        "vendor": "openphone",
-        "signing_secret": QUO_SIGNING_SECRET,
-        "webhook_secret": QUO_WEBHOOK_SECRET,
-        "api_key": QUO_API_KEY,
-        "api_base_url": "http://127.0.0.1:9",
-    },
-    "diga": {
-        "vendor": "diga",
-        "webhook_token": DIGA_TOKEN,
-        "api_key": DIGA_API_KEY,
-        "api_base_url": "http://127.0.0.1:9",
-    },
+    name: vendor.kit.example_source(vendor.kit.new_secrets(), NOWHERE)
+    for name, vendor in VENDORS.items()
 }
+
+
+def _leak_forms(name: str) -> tuple[str, ...]:
+    vendor = VENDORS[name]
+    return vendor.kit.leak_forms(vendor.config_model.model_validate(SOURCES[name]))
+
+
+#: every form in which a secret could leak: each secret's value (a `whsec_` secret also
+#: without its prefix) and the credentials of the Basic / Bearer headers a delivery carries
+SECRET_TEXTS: tuple[str, ...] = tuple(
+    dict.fromkeys(form for name in SOURCES for form in _leak_forms(name))
+)
+#: forms too short to search for: they would match innocent text (a kit's `new_secrets`
+#: must make every secret at least MIN_SECRET_BYTES long, as real ones have to be)
+_TOO_SHORT = [form for form in SECRET_TEXTS if len(form) < MIN_SECRET_BYTES]
+assert not _TOO_SHORT, f"secret forms too short for a leak search: {_TOO_SHORT}"
 
 
 def fuzz_config(redis_url: str, namespace: str, *, console_token: str | None = None) -> Config:

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from callhook.config import parse_config
+from callhook.events import EventType
 from callhook.http import MAX_RESPONSE_BYTES
 from callhook.queues import ENRICH_QUEUE, ENRICH_RETRY_QUEUE, queue_key
 from callhook.vendors import VENDORS
@@ -55,9 +56,6 @@ CASES: list[tuple[str, Canned, str]] = [
     ("endless body", Canned(200, b" " * 65536, JSON, endless=True), "more than"),
 ]
 
-#: an event type per vendor that makes enrich call Get Call
-EVENT = {"cometchat": "call_ended", "openphone": "call.completed", "diga": "call_finished"}
-
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[AnswerBox, str]]:
@@ -67,14 +65,16 @@ def api() -> Iterator[tuple[AnswerBox, str]]:
 
 
 def enrich_kwargs(config: Any, source: str) -> dict[str, Any]:
-    """What ingress would have enqueued for a fresh, fetchable event of `source`."""
+    """What ingress would have enqueued for a fresh, fetchable event of `source`: its
+    vendor's completed call (enrich calls Get Call for it)."""
     vendor = VENDORS[source]
     now = time.time()
-    call = vendor.simulated_call(None, now=now)
-    event = vendor.parse(
-        vendor.simulate_delivery(config.sources[source], EVENT[source], call, now=now)
+    call = vendor.kit.simulated_call(None, now=now)
+    delivery = vendor.kit.simulate_delivery(
+        config.sources[source], vendor.kit.completed_type, call, now=now
     )
-    assert event.type is not None
+    event = vendor.parse(delivery)
+    assert event.type is EventType.COMPLETED
     assert event.fetchable
     return {
         "source": source,

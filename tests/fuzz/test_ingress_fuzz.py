@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from callhook.events import Delivery
 from callhook.vendors import VENDORS
-from callhook.vendors.openphone.simulate import simulate_delivery as openphone_delivery
 from tests.fuzz.conftest import MAX_BODY_BYTES, SECRET_TEXTS, FuzzIngress
 from tests.fuzz.mutations import (
     BODY_MUTATIONS,
@@ -29,7 +28,6 @@ from tests.fuzz.mutations import (
     mutate_body,
     mutate_headers,
     pick,
-    resign_openphone,
 )
 
 #: deliveries per Hypothesis example, and examples per vendor: 3 x 420 x 8 >= 10,000
@@ -40,11 +38,6 @@ TOTAL_REQUESTS_WANTED = 10_000
 assert MIN_REQUESTS_PER_VENDOR * len(VENDORS) >= TOTAL_REQUESTS_WANTED
 
 ALLOWED_STATUSES = frozenset({200, 400, 401, 413})
-AUTH_HEADERS = {
-    "cometchat": {"authorization"},
-    "diga": {"authorization"},
-    "openphone": {"openphone-signature", "webhook-id", "webhook-timestamp", "webhook-signature"},
-}
 TOLERANCE_S = 300
 
 FUZZ_SETTINGS = settings(
@@ -60,22 +53,15 @@ FUZZ_SETTINGS = settings(
 
 
 def realistic(source: str, data: st.DataObject) -> Delivery:
-    """A fresh delivery of one of the vendor's event types, signed now."""
+    """A fresh delivery of one of the vendor's event types, authenticated now."""
     fuzz_source = FUZZ_SOURCES[source]
     vendor = VENDORS[source]
-    vendor_type = data.draw(st.sampled_from(vendor.simulated_types), label="vendor_type")
+    vendor_type = data.draw(st.sampled_from(vendor.kit.simulated_types), label="vendor_type")
     now = time.time()
-    call = vendor.simulated_call(None, now=now)
-    if source == "openphone":
-        generation = data.draw(st.sampled_from(("legacy", "2026-03-30")), label="generation")
-        return openphone_delivery(
-            fuzz_source,
-            vendor_type,
-            call,
-            now,
-            generation=generation,  # type: ignore[arg-type]
-        )
-    return vendor.simulate_delivery(fuzz_source, vendor_type, call, now=now)
+    call = vendor.kit.simulated_call(None, now=now)
+    schemes = vendor.kit.auth_schemes(fuzz_source)
+    scheme = data.draw(st.sampled_from(schemes), label="scheme") if len(schemes) > 1 else schemes[0]
+    return vendor.kit.simulate_delivery(scheme, vendor_type, call, now=now)
 
 
 FUZZ_SOURCES: dict[str, Any] = {}
@@ -88,11 +74,29 @@ SHIFT_TIME = st.builds(
 )
 #: body mutations weigh double: parsing is where leniency can break
 _COMMON = [*BODY_MUTATIONS, *BODY_MUTATIONS, *HEADER_MUTATIONS, st.just(Mutation("none"))]
+#: a vendor whose authentication covers a timestamp also gets deliveries authenticated at
+#: other times, inside and outside the tolerance
 MUTATIONS = {
-    "cometchat": pick(_COMMON),
-    "diga": pick(_COMMON),
-    "openphone": pick([*_COMMON, SHIFT_TIME, SHIFT_TIME]),
+    name: pick([*_COMMON, SHIFT_TIME, SHIFT_TIME] if vendor.kit.timestamped else _COMMON)
+    for name, vendor in VENDORS.items()
 }
+
+
+def reauthenticated(source: str, delivery: Delivery, body: bytes, at: float) -> Headers:
+    """The delivery's headers authenticating `body` at unix time `at` instead, in the
+    delivery's own scheme (the kit's `reauthenticate`)."""
+    kit = VENDORS[source].kit
+    return list(kit.reauthenticate(FUZZ_SOURCES[source], delivery.headers, body, at).items())
+
+
+def authenticates_body(source: str, delivery: Delivery) -> bool:
+    """Whether the delivery's authentication covers its body: authenticating two bodies
+    at one moment gives two sets of headers (a Basic or Bearer credential is the same
+    whatever the body)."""
+    now = time.time()
+    return reauthenticated(source, delivery, b"{}", now) != reauthenticated(
+        source, delivery, b"[]", now
+    )
 
 
 def build(source: str, delivery: Delivery, mutation: Mutation) -> tuple[bytes, Headers, int | None]:
@@ -104,7 +108,7 @@ def build(source: str, delivery: Delivery, mutation: Mutation) -> tuple[bytes, H
         return body, headers, 200
     if kind == "shift_time":
         (offset,) = mutation.args
-        headers = resign_openphone(delivery, body, time.time() + offset)
+        headers = reauthenticated(source, delivery, body, time.time() + offset)
         if abs(offset) > TOLERANCE_S + 5:
             return body, headers, 401
         return body, headers, 200 if abs(offset) < TOLERANCE_S - 5 else None
@@ -113,7 +117,7 @@ def build(source: str, delivery: Delivery, mutation: Mutation) -> tuple[bytes, H
         if kind == "strip_auth":
             return body, headers, 401
         present = {name for name, _ in list(delivery.headers.items())}
-        auth_present = AUTH_HEADERS[source] & present
+        auth_present = VENDORS[source].kit.auth_headers & present
         if kind == "drop_header" and mutation.args[0] in auth_present:
             return body, headers, 401
         if kind == "chunked":
@@ -122,11 +126,14 @@ def build(source: str, delivery: Delivery, mutation: Mutation) -> tuple[bytes, H
     body = mutate_body(delivery.body, mutation)
     if len(body) > MAX_BODY_BYTES:
         return body, headers, 413
-    if source == "openphone":
-        if not mutation.resign:
-            return body, headers, 401 if body != delivery.body else 200
-        headers = resign_openphone(delivery, body, time.time())
-        if "webhook-id" in delivery.headers and not _utf8(body):
+    if authenticates_body(source, delivery) and not mutation.resign:
+        return body, headers, 401 if body != delivery.body else 200
+    if mutation.resign:
+        try:
+            headers = reauthenticated(source, delivery, body, time.time())
+        except UnicodeDecodeError:
+            # a scheme that signs text (Standard Webhooks) cannot authenticate this body: no
+            # vendor sends it, and with the original body's signature it is refused
             return body, headers, 401
     if not _json_object(body):
         return body, headers, 400
@@ -144,14 +151,6 @@ HEADER_KINDS = frozenset(
         "chunked",
     }
 )
-
-
-def _utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _json_object(body: bytes) -> bool:

@@ -29,7 +29,7 @@ EXAMPLES_PER_OPERATION_AND_MODE = 60
 #: the API's operations are many and mostly read; fewer examples each keep the run short
 API_EXAMPLES_PER_OPERATION_AND_MODE = 25
 API_TOKEN = "fuzz-console-token-0123456789abcdef"
-#: every route SPEC section 3 lists, each documented with its method
+#: every route the service answers (docs/architecture.md, docs/api.md), each with its method
 EXPECTED_OPERATIONS = {
     "POST /webhooks/{source}",
     "GET /healthz",

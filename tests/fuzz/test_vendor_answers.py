@@ -6,6 +6,7 @@ record without raising."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,8 @@ from callhook.events import EventType
 from callhook.http import MAX_RESPONSE_BYTES, make_client
 from callhook.vendors import VENDORS
 from callhook.vendors.base import SourceConfig, VendorClient
+from callhook.vendors.kit import VendorSimulatorState
+from callhook.vendors.simulator import register
 from tests.fuzz.conftest import SOURCES
 from tests.fuzz.mutations import ODD_SCALARS, _paths, _replace, json_values
 from tests.fuzz.vendor_answers import AnswerBox, Canned, canned_app
@@ -82,9 +85,32 @@ CASES: list[tuple[str, Canned, type[UpstreamError]]] = [
 
 
 def realistic_answer(source: str) -> Any:
-    """The vendor's Get Call answer for a simulated call, as its API wraps it."""
-    call = VENDORS[source].simulated_call(None, now=time.time()).call
-    return call if source == "diga" else {"data": call}
+    """The vendor's Get Call answer for a simulated call, as its API wraps it (or not):
+    what the kit's simulated API answers to the first request of the vendor's own client
+    fetching that call (every client asks Get Call first)."""
+    vendor = VENDORS[source]
+    call = vendor.kit.simulated_call(None, now=time.time())
+    state = VendorSimulatorState(api_key=SOURCES[source]["api_key"])
+    register(state, call)
+    answers: list[httpx.Response] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        answers.append(response)
+
+    async def fetch() -> None:
+        transport = httpx.ASGITransport(app=vendor.kit.simulator_app(state))
+        async with make_client(transport=transport) as http:
+            http.event_hooks["response"] = [keep]
+            await client_for(source, "http://simulated.invalid", http).fetch(
+                call.call_id, EventType.COMPLETED
+            )
+
+    asyncio.run(fetch())
+    first = answers[0]
+    assert first.status_code == 200, first.text
+    assert call.call_id in first.text, first.text
+    return orjson.loads(first.content)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +136,7 @@ def client_for(source: str, url: str, http: httpx.AsyncClient) -> VendorClient:
 
 
 def call_id_for(source: str) -> str:
-    return str(VENDORS[source].simulated_call(None, now=time.time()).call_id)
+    return str(VENDORS[source].kit.simulated_call(None, now=time.time()).call_id)
 
 
 async def listed(client: VendorClient) -> list[Any]:
@@ -161,8 +187,6 @@ def _answer_variants(source: str) -> st.SearchStrategy[bytes]:
 def test_wrong_types_in_a_call_raise_classified_or_map_cleanly(
     api: tuple[AnswerBox, str], source: str
 ) -> None:
-    import asyncio
-
     box, url = api
     vendor = VENDORS[source]
     loop = asyncio.new_event_loop()
@@ -202,7 +226,7 @@ async def test_cometchat_odd_page_counts_end_the_listing(
     api: tuple[AnswerBox, str], http: httpx.AsyncClient, total_pages: Any
 ) -> None:
     box, url = api
-    call = VENDORS["cometchat"].simulated_call(None, now=SINCE.timestamp() + 600).call
+    call = VENDORS["cometchat"].kit.simulated_call(None, now=SINCE.timestamp() + 600).call
     body = {"data": [call], "meta": {"pagination": {"total_pages": total_pages}}}
     box.canned = Canned(200, orjson.dumps(body), JSON)
     calls = await listed(client_for("cometchat", url, http))

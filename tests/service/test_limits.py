@@ -111,8 +111,8 @@ def quo(config: Config) -> OpenPhoneSource:
 
 def quo_body(config: Config, now: float) -> bytes:
     vendor = VENDORS["openphone"]
-    call = vendor.simulated_call(None, now=now)
-    return vendor.simulate_delivery(quo(config), "call.completed", call, now=now).body
+    call = vendor.kit.simulated_call(None, now=now)
+    return vendor.kit.simulate_delivery(quo(config), "call.completed", call, now=now).body
 
 
 def legacy_entries(config: Config, body: bytes, now: float, count: int) -> list[str]:

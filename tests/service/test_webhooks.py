@@ -18,14 +18,16 @@ from callhook.vendors import VENDORS
 from tests.servers import RedisServer, free_port
 from tests.service.conftest import Ingress, ingress_config, serve_with
 
-CASES = [(name, vendor_type) for name, v in VENDORS.items() for vendor_type in v.simulated_types]
+CASES = [
+    (name, vendor_type) for name, v in VENDORS.items() for vendor_type in v.kit.simulated_types
+]
 
 
 def delivery(ingress: Ingress, source: str, vendor_type: str, now: float | None = None) -> Delivery:
     vendor = VENDORS[ingress.config.sources[source].vendor]
     now = time.time() if now is None else now
-    call = vendor.simulated_call(None, now=now)
-    return vendor.simulate_delivery(ingress.config.sources[source], vendor_type, call, now=now)
+    call = vendor.kit.simulated_call(None, now=now)
+    return vendor.kit.simulate_delivery(ingress.config.sources[source], vendor_type, call, now=now)
 
 
 def post(ingress: Ingress, source: str, d: Delivery, **headers: str) -> httpx.Response:
@@ -70,7 +72,7 @@ def test_every_event_type_is_accepted_once(
 def test_wrong_credentials_and_missing_headers_are_401(
     ingress: Ingress, redis_sync: redis.Redis, redis_namespace: str, source: str
 ) -> None:
-    d = delivery(ingress, source, VENDORS[source].simulated_types[0])
+    d = delivery(ingress, source, VENDORS[source].kit.simulated_types[0])
     bare = Delivery(body=d.body, headers={"content-type": "application/json"})
     assert post(ingress, source, bare).status_code == 401
     wrong = {key: "x" + value for key, value in d.headers.items() if key != "content-type"}
@@ -106,7 +108,7 @@ def test_bad_json_is_400(
     ingress: Ingress, redis_sync: redis.Redis, redis_namespace: str, body: bytes
 ) -> None:
     # Diga authenticates by bearer token, so the body reaches the parser.
-    d = delivery(ingress, "diga", VENDORS["diga"].simulated_types[0])
+    d = delivery(ingress, "diga", VENDORS["diga"].kit.simulated_types[0])
     response = post(ingress, "diga", Delivery(body=body, headers=d.headers))
     assert response.status_code == 400
     assert response.json()["status"] == "bad_payload"
@@ -114,7 +116,7 @@ def test_bad_json_is_400(
 
 
 def test_no_call_identity_is_400(ingress: Ingress) -> None:
-    d = delivery(ingress, "diga", VENDORS["diga"].simulated_types[0])
+    d = delivery(ingress, "diga", VENDORS["diga"].kit.simulated_types[0])
     response = post(ingress, "diga", Delivery(body=b'{"status": "completed"}', headers=d.headers))
     assert response.status_code == 400
 
@@ -140,7 +142,7 @@ def test_source_with_empty_secret_is_404(
 def test_body_over_the_cap_is_413_without_reading_it(
     ingress: Ingress, redis_sync: redis.Redis, redis_namespace: str
 ) -> None:
-    d = delivery(ingress, "diga", VENDORS["diga"].simulated_types[0])
+    d = delivery(ingress, "diga", VENDORS["diga"].kit.simulated_types[0])
     declared = post(ingress, "diga", Delivery(body=b"x" * 70000, headers=d.headers))
     assert declared.status_code == 413
 
@@ -217,7 +219,7 @@ def test_health_metrics_openapi(ingress: Ingress) -> None:
     assert httpx.get(f"{ingress.url}/readyz").json() == {"status": "ok"}
     labels = {"source": "diga", "outcome": "accepted"}
     before = REGISTRY.get_sample_value("callhook_webhooks_total", labels) or 0.0
-    d = delivery(ingress, "diga", VENDORS["diga"].simulated_types[0])
+    d = delivery(ingress, "diga", VENDORS["diga"].kit.simulated_types[0])
     post(ingress, "diga", d)
     text = httpx.get(f"{ingress.url}/metrics").text
     assert REGISTRY.get_sample_value("callhook_webhooks_total", labels) == before + 1

@@ -26,7 +26,7 @@ from callhook.errors import PermanentError
 from callhook.events import EventType
 from callhook.http import make_client
 from callhook.vendors import VENDORS
-from callhook.vendors.base import SimulatedCall
+from callhook.vendors.kit import SimulatedCall
 from service.app import create_app
 from tests.servers import ServerThread
 from tests.service.conftest import ingress_config
@@ -92,8 +92,10 @@ class Ingress:
         simulator (so only the id can be wrong), posted over HTTP."""
         vendor = VENDORS[source]
         now = time.time()
-        call: SimulatedCall = vendor.simulated_call(call_id, now=now)
-        delivery = vendor.simulate_delivery(self.config.sources[source], vendor_type, call, now=now)
+        call: SimulatedCall = vendor.kit.simulated_call(call_id, now=now)
+        delivery = vendor.kit.simulate_delivery(
+            self.config.sources[source], vendor_type, call, now=now
+        )
         assert call_id.encode() in delivery.body or orjson.dumps(call_id) in delivery.body
         return httpx.post(
             f"{self.url}/webhooks/{source}",

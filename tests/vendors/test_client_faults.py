@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -20,23 +19,30 @@ from callhook.errors import RetryableError
 from callhook.events import EventType
 from callhook.http import make_client
 from callhook.vendors import VENDORS
-from callhook.vendors.base import SourceConfig, VendorClient, VendorSimulatorState
-from callhook.vendors.cometchat import CometChatClient
-from callhook.vendors.diga import DigaClient
-from callhook.vendors.openphone import OpenPhoneClient
+from callhook.vendors.base import SourceConfig, VendorClient
+from callhook.vendors.kit import VendorSimulatorState
 from tests.servers import ServerThread, free_port
-from tests.vendors.cometchat.conftest import configured as cometchat_source
-from tests.vendors.diga.conftest import configured as diga_source
-from tests.vendors.openphone.conftest import configured as openphone_source
 
-SOURCES: dict[str, Callable[..., SourceConfig]] = {
-    "cometchat": cometchat_source,
-    "openphone": openphone_source,
-    "diga": diga_source,
-}
+#: each registered vendor's example secrets, from its kit (the API key under "api_key")
+SECRETS = {name: vendor.kit.new_secrets() for name, vendor in VENDORS.items()}
 
 
-@pytest.fixture(params=sorted(SOURCES))
+def source(vendor_name: str, api_base_url: str) -> SourceConfig:
+    """The vendor's example source (its kit's) with its API at `api_base_url`."""
+    vendor = VENDORS[vendor_name]
+    table = vendor.kit.example_source(SECRETS[vendor_name], api_base_url)
+    config: SourceConfig = vendor.config_model.model_validate(table)
+    return config
+
+
+def client_with_deadline(
+    vendor_name: str, config: SourceConfig, http: httpx.AsyncClient, deadline_s: float
+) -> VendorClient:
+    """The vendor's client with its own deadline on each exchange."""
+    return VENDORS[vendor_name].client(config, http, deadline_s=deadline_s)
+
+
+@pytest.fixture(params=sorted(VENDORS))
 def vendor_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -44,32 +50,21 @@ def vendor_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def state(vendor_name: str) -> VendorSimulatorState:
-    api_key = SOURCES[vendor_name]().api_key
-    assert api_key is not None
-    return VendorSimulatorState(api_key=api_key.get_secret_value())
+    return VendorSimulatorState(api_key=SECRETS[vendor_name]["api_key"])
 
 
 @pytest.fixture
 def server(vendor_name: str, state: VendorSimulatorState) -> Iterator[ServerThread]:
-    with ServerThread(VENDORS[vendor_name].simulator_app(state)) as running:
+    with ServerThread(VENDORS[vendor_name].kit.simulator_app(state)) as running:
         yield running
 
 
 def client(vendor_name: str, base_url: str, http: httpx.AsyncClient) -> VendorClient:
-    config: Any = SOURCES[vendor_name](api_base_url=base_url)
-    return VENDORS[vendor_name].client(config, http)
-
-
-#: each vendor's client class, to build one with its own deadline
-CLIENTS: dict[str, Callable[..., VendorClient]] = {
-    "cometchat": CometChatClient,
-    "openphone": OpenPhoneClient,
-    "diga": DigaClient,
-}
+    return VENDORS[vendor_name].client(source(vendor_name, base_url), http)
 
 
 def known_call_id(vendor_name: str, state: VendorSimulatorState) -> str:
-    call = VENDORS[vendor_name].simulated_call(None, now=time.time())
+    call = VENDORS[vendor_name].kit.simulated_call(None, now=time.time())
     state.calls[call.call_id] = call.call
     state.extras[call.call_id] = call.extras
     return call.call_id
@@ -98,7 +93,7 @@ async def test_slow_answer_past_the_timeout_is_retryable(
 
 
 async def test_nothing_listening_is_retryable(vendor_name: str) -> None:
-    call_id = VENDORS[vendor_name].simulated_call(None, now=time.time()).call_id
+    call_id = VENDORS[vendor_name].kit.simulated_call(None, now=time.time()).call_id
     async with make_client() as http:
         nowhere = client(vendor_name, f"http://127.0.0.1:{free_port()}", http)
         with pytest.raises(RetryableError, match="unreachable"):
@@ -128,11 +123,11 @@ async def test_an_answer_trickling_in_past_the_deadline_is_retryable(vendor_name
     """The per-read timeout (10 s) never fires on a byte every 0.2 s; the deadline on the
     whole exchange does, so a worker is never held for longer than that."""
     requests: list[str] = []
-    call_id = VENDORS[vendor_name].simulated_call(None, now=time.time()).call_id
+    call_id = VENDORS[vendor_name].kit.simulated_call(None, now=time.time()).call_id
     with ServerThread(trickling_app(0.2, requests)) as server:
-        config: Any = SOURCES[vendor_name](api_base_url=server.url)
+        config = source(vendor_name, server.url)
         async with make_client() as http:
-            slow = CLIENTS[vendor_name](config, http, deadline_s=1.0)
+            slow = client_with_deadline(vendor_name, config, http, deadline_s=1.0)
             started = time.monotonic()
             with pytest.raises(RetryableError) as raised:
                 await slow.fetch(call_id, EventType.COMPLETED)
@@ -164,9 +159,9 @@ async def test_waiting_before_the_request_goes_out_is_not_counted_in_the_deadlin
     vendor_name: str, state: VendorSimulatorState, server: ServerThread
 ) -> None:
     call_id = known_call_id(vendor_name, state)
-    config: Any = SOURCES[vendor_name](api_base_url=server.url)
+    config = source(vendor_name, server.url)
     async with make_client(transport=WaitsFirst(3.5)) as http:
-        fetched = await CLIENTS[vendor_name](config, http, deadline_s=3.0).fetch(
+        fetched = await client_with_deadline(vendor_name, config, http, deadline_s=3.0).fetch(
             call_id, EventType.COMPLETED
         )
     assert fetched.call

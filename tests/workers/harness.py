@@ -20,7 +20,7 @@ from callhook.config import Config, load_config
 from callhook.queues import QUEUES, queue_key
 from callhook.sandbox import Sandbox, prepare
 from callhook.vendors import VENDORS
-from callhook.vendors.base import SimulatedCall, VendorSimulatorState
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 from service.app import create_app
 from tests.servers import ServerThread, free_port
 from workers.broker import CallhookBroker
@@ -44,7 +44,7 @@ class Pipeline:
     def new_call(self, source: str, call_id: str | None = None) -> SimulatedCall:
         """A call the simulated vendor API knows."""
         vendor = VENDORS[self.config.sources[source].vendor]
-        call = vendor.simulated_call(call_id, now=time.time())
+        call = vendor.kit.simulated_call(call_id, now=time.time())
         state = self.state(source)
         state.calls[call.call_id] = call.call
         state.extras[call.call_id] = call.extras
@@ -52,7 +52,7 @@ class Pipeline:
 
     def post(self, source: str, vendor_type: str, call: SimulatedCall) -> httpx.Response:
         vendor = VENDORS[self.config.sources[source].vendor]
-        delivery = vendor.simulate_delivery(
+        delivery = vendor.kit.simulate_delivery(
             self.config.sources[source], vendor_type, call, now=time.time()
         )
         return httpx.post(

@@ -31,7 +31,7 @@ from callhook.queues import (
     dlq_index_key,
     queue_key,
 )
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.workers.harness import running_pipeline
 
 

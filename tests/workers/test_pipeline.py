@@ -9,22 +9,22 @@ import pytest
 
 from callhook.events import EventType
 from callhook.vendors import VENDORS
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.workers.harness import Pipeline
 from workers.dlq_cli import list_entries, replay
 
 CALL_EVENTS = [
     (source, vendor_type)
     for source, vendor in VENDORS.items()
-    for vendor_type in vendor.simulated_types
+    for vendor_type in vendor.kit.simulated_types
 ]
 
 
 def parsed_type(pipeline: Pipeline, source: str, vendor_type: str) -> EventType | None:
     vendor = VENDORS[source]
-    call = vendor.simulated_call(None, now=0)
+    call = vendor.kit.simulated_call(None, now=0)
     return vendor.parse(
-        vendor.simulate_delivery(pipeline.config.sources[source], vendor_type, call, now=0)
+        vendor.kit.simulate_delivery(pipeline.config.sources[source], vendor_type, call, now=0)
     ).type
 
 
@@ -157,7 +157,7 @@ def test_concurrent_workers_on_one_call_lose_no_update(pipeline: Pipeline) -> No
 
     vendor_types = [
         t
-        for t in VENDORS["cometchat"].simulated_types
+        for t in VENDORS["cometchat"].kit.simulated_types
         if parsed_type(pipeline, "cometchat", t) is not None
         and "meeting" not in t
         and t not in ("call_busy", "call_cancelled", "call_rejected", "call_unanswered")

@@ -21,7 +21,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.servers import RedisServer, free_port, stop_group, wait_until_answers
 from tests.sinks._s3_support import moto_s3
 from tests.workers.harness import Pipeline, running_pipeline, toml_text

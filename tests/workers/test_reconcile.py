@@ -33,9 +33,9 @@ from callhook.events import EventType
 from callhook.queues import ENRICH_QUEUE, messages_key, queue_key
 from callhook.record import LastEvent
 from callhook.sandbox import prepare
-from callhook.testevent import default_type
 from callhook.vendors import VENDORS
-from callhook.vendors.base import Faults, Fetched, SimulatedCall
+from callhook.vendors.base import Fetched
+from callhook.vendors.kit import Faults, SimulatedCall
 from callhook.vendors.simulator import register
 from service.app import create_app
 from tests.servers import ServerThread, free_port
@@ -103,7 +103,7 @@ def idle_pipeline(
 def seed(pipeline: Pipeline, source: str, count: int, *, first: float) -> list[SimulatedCall]:
     """`count` finished calls the vendor's API lists, created 20 s apart from `first` on."""
     vendor = VENDORS[pipeline.config.sources[source].vendor]
-    calls = [vendor.simulated_call(None, now=first + i * 20.0) for i in range(count)]
+    calls = [vendor.kit.simulated_call(None, now=first + i * 20.0) for i in range(count)]
     for call in calls:
         register(pipeline.state(source), call)
     return calls
@@ -171,7 +171,7 @@ async def test_calls_never_delivered_reach_the_sink_exactly_once(
 ) -> None:
     calls = seed(pipeline, source, MANY, first=time.time() - 2 * 3600)
     vendor = VENDORS[pipeline.config.sources[source].vendor]
-    completed = default_type(vendor, pipeline.config.sources[source], time.time())
+    completed = vendor.kit.completed_type
     for call in calls[:10]:  # these came by webhook; the other 240 never did
         assert pipeline.post(source, completed, call).status_code == 200
     wait_for(pipeline, 10)
@@ -427,7 +427,7 @@ def test_the_summary_names_what_was_not_covered_and_why_the_run_stopped() -> Non
 
 def test_a_reconcile_event_maps_its_listed_call_like_a_get_call_answer() -> None:
     vendor = VENDORS["cometchat"]
-    listed = vendor.simulated_call(None, now=1_750_000_000).call
+    listed = vendor.kit.simulated_call(None, now=1_750_000_000).call
     record = vendor.record_from_api("cc", Fetched(call=listed), "2025-06-15T15:00:00.000Z")
     event = reconcile_event(record, EventType.COMPLETED, listed)
     assert event.event_key.startswith(f"reconcile:{record.call_id}:completed:")
@@ -457,7 +457,7 @@ def endless_listing(vendor_name: str, served: list[str]) -> Starlette:
     async def listing(request: Request) -> Response:
         served.append(str(request.url.query))
         number = len(served)
-        calls = [vendor.simulated_call(None, now=time.time() - 600).call for _ in range(100)]
+        calls = [vendor.kit.simulated_call(None, now=time.time() - 600).call for _ in range(100)]
         pagination = {"total": 10**11, "per_page": 100, "current_page": number}
         return JSONResponse(
             {
@@ -523,7 +523,7 @@ async def test_a_listed_call_whose_id_is_not_the_vendors_is_skipped_and_named(
     calls = seed(pipeline, source, 5, first=time.time() - 3600)
     vendor = VENDORS[source]
     for bad in NOT_CALL_IDS:
-        register(pipeline.state(source), vendor.simulated_call(bad, now=time.time() - 1800))
+        register(pipeline.state(source), vendor.kit.simulated_call(bad, now=time.time() - 1800))
 
     with caplog.at_level(logging.WARNING, logger="callhook.vendors"):
         summary = await reconcile(pipeline, source)

@@ -22,9 +22,9 @@ import orjson
 import pytest
 from aiobotocore.session import get_session
 
-from callhook.vendors.base import SimulatedCall
 from callhook.vendors.diga.config import DigaSource
 from callhook.vendors.diga.simulate import finished_body, signed_headers
+from callhook.vendors.kit import SimulatedCall
 from tests.servers import ServerThread
 from tests.sinks._s3_support import RecordingServer, Served, audio, fake_aws_credentials, moto_s3
 from tests.workers.harness import Pipeline, running_pipeline

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callhook.config import load_config
 from callhook.queues import ENRICH_QUEUE, messages_key
-from callhook.vendors.base import Faults
+from callhook.vendors.kit import Faults
 from tests.servers import free_port, wait_until_answers
 from tests.workers.harness import Pipeline
 from tests.workers.test_reconcile import (

@@ -1,55 +1,22 @@
-"""CometChat (Calls): Basic-authenticated webhooks, Get Call / List Calls enrichment.
-
-The class is thin: each method delegates to the module that owns the job
-(`webhook`, `mapping`, `client`, `simulate`).
-"""
+"""CometChat (Calls): Basic-authenticated webhooks, Get Call / List Calls enrichment."""
 
 from __future__ import annotations
 
-import httpx
-from starlette.types import ASGIApp
-
-from callhook.events import Delivery, Event
-from callhook.record import CallRecord
-from callhook.vendors.base import Fetched, SimulatedCall, Vendor, VendorSimulatorState
-from callhook.vendors.cometchat import mapping, simulate, webhook
+from callhook.vendors.base import Vendor
+from callhook.vendors.cometchat import mapping, webhook
 from callhook.vendors.cometchat.client import CometChatClient
 from callhook.vendors.cometchat.config import CometChatSource
+from callhook.vendors.cometchat.kit import KIT
 
-__all__ = ["CometChat", "CometChatClient", "CometChatSource"]
+__all__ = ["VENDOR", "CometChatClient", "CometChatSource"]
 
-
-class CometChat(Vendor[CometChatSource]):
-    """CometChat's calling webhooks and Calls API."""
-
-    name = "cometchat"
-    config_model = CometChatSource
-    simulated_types = simulate.SIMULATED_TYPES
-
-    def authenticate(
-        self, config: CometChatSource, delivery: Delivery, *, now: float, tolerance_s: int
-    ) -> None:
-        webhook.authenticate(config, delivery, now=now, tolerance_s=tolerance_s)
-
-    def parse(self, delivery: Delivery) -> Event:
-        return webhook.parse(delivery)
-
-    def record_from_event(self, source: str, event: Event, received_at: str) -> CallRecord:
-        return mapping.record_from_event(source, event, received_at)
-
-    def record_from_api(self, source: str, fetched: Fetched, observed_at: str) -> CallRecord:
-        return mapping.record_from_api(source, fetched, observed_at)
-
-    def client(self, config: CometChatSource, http: httpx.AsyncClient) -> CometChatClient:
-        return CometChatClient(config, http)
-
-    def simulated_call(self, call_id: str | None, *, now: float) -> SimulatedCall:
-        return simulate.simulated_call(call_id, now)
-
-    def simulate_delivery(
-        self, config: CometChatSource, vendor_type: str, call: SimulatedCall, *, now: float
-    ) -> Delivery:
-        return simulate.simulate_delivery(config, vendor_type, call, now)
-
-    def simulator_app(self, state: VendorSimulatorState) -> ASGIApp:
-        return simulate.simulator_app(state)
+VENDOR: Vendor[CometChatSource] = Vendor(
+    name="cometchat",
+    config_model=CometChatSource,
+    authenticate=webhook.authenticate,
+    parse=webhook.parse,
+    record_from_event=mapping.record_from_event,
+    record_from_api=mapping.record_from_api,
+    client=CometChatClient,
+    kit=KIT,
+)

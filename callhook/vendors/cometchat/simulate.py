@@ -23,9 +23,9 @@ from starlette.routing import Route
 
 from callhook.events import Delivery
 from callhook.lenient import boolean, number, timestamp
-from callhook.vendors.base import SimulatedCall, VendorSimulatorState
 from callhook.vendors.cometchat.config import CometChatSource
 from callhook.vendors.cometchat.payloads import SIMULATED_TYPES, USERS, short_hash, webhook_payload
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 from callhook.vendors.simulator import inject_faults, lookup_call
 
 __all__ = [

@@ -24,10 +24,10 @@ from starlette.routing import Route
 
 from callhook.events import Delivery
 from callhook.lenient import dig
-from callhook.vendors.base import SimulatedCall, VendorSimulatorState
 from callhook.vendors.diga.config import DigaSource, reveal
 from callhook.vendors.diga.listing import Invalid, call_filter, page, sort_key
 from callhook.vendors.diga.mapping import CALL_FINISHED
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 from callhook.vendors.simulator import inject_faults, lookup_call
 
 __all__ = [

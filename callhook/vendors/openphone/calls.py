@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from callhook.record import iso_z
-from callhook.vendors.base import SimulatedCall
+from callhook.vendors.kit import SimulatedCall
 
 Scenario = Literal["answered", "missed"]
 

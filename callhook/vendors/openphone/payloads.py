@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from callhook.lenient import iso_utc, number, timestamp
-from callhook.vendors.base import SimulatedCall
+from callhook.vendors.kit import SimulatedCall
 from callhook.vendors.openphone.calls import (
     DEFAULT_PARTICIPANT,
     ORG_ID,

@@ -12,7 +12,7 @@ import base64
 import orjson
 
 from callhook.events import Delivery
-from callhook.vendors.base import SimulatedCall
+from callhook.vendors.kit import SimulatedCall
 from callhook.vendors.openphone.calls import Scenario, legacy_shape, new_call_id, simulated_call
 from callhook.vendors.openphone.config import OpenPhoneSource
 from callhook.vendors.openphone.payloads import (

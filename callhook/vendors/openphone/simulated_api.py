@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callhook.lenient import timestamp
-from callhook.vendors.base import SimulatedCall, VendorSimulatorState
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 from callhook.vendors.openphone.calls import (
     DEFAULT_PARTICIPANT,
     conversation_id,

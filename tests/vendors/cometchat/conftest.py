@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import orjson
-import pytest
-
 from callhook.events import Delivery
-from callhook.vendors.base import VendorSimulatorState
+from callhook.vendors import cometchat
 from callhook.vendors.cometchat import CometChatSource
-from callhook.vendors.cometchat.simulate import signed_headers, simulator_app
-from tests.servers import ServerThread
+from callhook.vendors.cometchat.simulate import signed_headers
+from tests.vendors.support import FixtureFiles, simulated_api_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = cometchat.VENDOR.kit.fixtures
+FILES = FixtureFiles(FIXTURES)
+#: every webhook fixture's name (`<vendor type>[__<variant>]`), a fixture body, an API answer
+webhook_fixtures, fixture_body, api_fixture = FILES.names, FILES.body, FILES.api
 API_KEY = "cc-rest-api-key-0123456789"
 
 CONFIG = CometChatSource.model_validate(
@@ -28,20 +26,6 @@ CONFIG = CometChatSource.model_validate(
         "api_key": API_KEY,
     }
 )
-
-
-def webhook_fixtures() -> list[str]:
-    """Every webhook fixture name (`<trigger>[__variant]`)."""
-    return sorted(path.stem for path in FIXTURES.glob("*.json"))
-
-
-def fixture_body(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
-
-
-def api_fixture(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = orjson.loads((FIXTURES / "api" / f"{name}.json").read_bytes())
-    return loaded
 
 
 def signed(body: bytes, config: CometChatSource = CONFIG) -> Delivery:
@@ -61,13 +45,5 @@ def configured(**changes: Any) -> CometChatSource:
     return CometChatSource.model_validate({**raw, **changes})
 
 
-@pytest.fixture
-def api_state() -> VendorSimulatorState:
-    return VendorSimulatorState(api_key=API_KEY)
-
-
-@pytest.fixture
-def api_server(api_state: VendorSimulatorState) -> Iterator[ServerThread]:
-    """The simulated Calls API on a loopback port (Get Call in the current shape)."""
-    with ServerThread(simulator_app(api_state)) as server:
-        yield server
+#: the simulated Calls API (`api_state`) on a loopback port (`api_server`)
+api_state, api_server = simulated_api_fixtures(cometchat.VENDOR, API_KEY)

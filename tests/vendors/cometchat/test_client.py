@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,24 +13,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callhook.errors import NotReadyYet, PermanentError, RateLimited, RetryableError
+from callhook.errors import NotReadyYet, RetryableError
 from callhook.events import EventType
-from callhook.http import make_client
-from callhook.vendors.base import Fetched, SimulatedCall, VendorSimulatorState
+from callhook.vendors.base import Fetched
 from callhook.vendors.cometchat import CometChatClient
 from callhook.vendors.cometchat.simulate import legacy_shape, simulated_call, simulator_app
+from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
 from callhook.vendors.simulator import register
 from tests.servers import ServerThread
 from tests.vendors.cometchat.conftest import API_KEY, api_fixture, configured
+from tests.vendors.support import calls_10_s_apart, window
 
 NOW = 1696934700.0
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    client = make_client(timeout=httpx.Timeout(5.0))
-    yield client
-    await client.aclose()
 
 
 def client_for(
@@ -100,61 +93,6 @@ async def test_recording_and_transcript_not_listed_yet_are_not_ready(
     assert ready.extras["transcript"] == call.call["transcriptions"]
 
 
-async def test_not_found_right_after_the_event_is_not_ready_yet(
-    api_server: ServerThread, api_state: VendorSimulatorState, http: httpx.AsyncClient
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.not_found_first = 1
-    client = client_for(api_server, http)
-    with pytest.raises(NotReadyYet) as raised:
-        await client.fetch(call.call_id, EventType.COMPLETED)
-    assert raised.value.status_code == 404
-    assert "ERR_CALL_SESSION_NOT_FOUND" in raised.value.reason
-    assert (await client.fetch(call.call_id, EventType.COMPLETED)) == fetched(call)
-    with pytest.raises(NotReadyYet):
-        await client.fetch("v1.us.unknown.1", EventType.COMPLETED)
-
-
-@pytest.mark.parametrize("wrong_key", [False, True])
-async def test_unauthorized_is_permanent_and_never_shows_the_key(
-    api_server: ServerThread,
-    api_state: VendorSimulatorState,
-    http: httpx.AsyncClient,
-    wrong_key: bool,
-) -> None:
-    call = known_call(api_state)
-    if wrong_key:
-        client = client_for(api_server, http, api_key="not-the-key")
-    else:
-        api_state.faults.unauthorized = True
-        client = client_for(api_server, http)
-    with pytest.raises(PermanentError) as raised:
-        await client.fetch(call.call_id, EventType.COMPLETED)
-    assert raised.value.status_code == 401
-    assert raised.value.target == "cometchat API"
-    assert "AUTH_ERR_APIKEY_NOT_FOUND" in raised.value.reason
-    assert API_KEY not in str(raised.value)
-    assert "not-the-key" not in str(raised.value)
-
-
-@pytest.mark.parametrize(("retry_after", "expected"), [(7.0, 7.0), (None, None)])
-async def test_rate_limited(
-    api_server: ServerThread,
-    api_state: VendorSimulatorState,
-    http: httpx.AsyncClient,
-    retry_after: float | None,
-    expected: float | None,
-) -> None:
-    call = known_call(api_state)
-    api_state.faults.rate_limited = 1
-    api_state.faults.retry_after = retry_after
-    client = client_for(api_server, http)
-    with pytest.raises(RateLimited) as raised:
-        await client.fetch(call.call_id, EventType.COMPLETED)
-    assert (raised.value.status_code, raised.value.retry_after) == (429, expected)
-    assert (await client.fetch(call.call_id, EventType.COMPLETED)) == fetched(call)
-
-
 def _canned(body: bytes, content_type: str) -> Starlette:
     async def answer(request: Request) -> Response:
         return Response(body, media_type=content_type)
@@ -165,21 +103,19 @@ def _canned(body: bytes, content_type: str) -> Starlette:
 @pytest.mark.parametrize(
     ("body", "content_type", "error", "reason"),
     [
-        (b"<html><body>Bad gateway</body></html>", "text/html", RetryableError, "not JSON"),
-        (b'{"data": {"sessionId": "v1.us', "application/json", RetryableError, "not JSON"),
-        (b"[]", "application/json", RetryableError, "not an object"),
         (b'{"data": "ended"}', "application/json", RetryableError, "without a call object"),
         (b'{"data": {"status": "ended"}}', "application/json", RetryableError, "without sessionId"),
         (b'{"data": []}', "application/json", NotReadyYet, "empty call list"),
     ],
 )
-async def test_malformed_answers(
+async def test_answers_without_a_call_are_retryable(
     http: httpx.AsyncClient,
     body: bytes,
     content_type: str,
     error: type[RetryableError],
     reason: str,
 ) -> None:
+    """Beyond the answers no vendor can read (tests/vendors/test_contract.py)."""
     with ServerThread(_canned(body, content_type)) as server, pytest.raises(error, match=reason):
         await client_for(server, http).fetch("v1.us.x.1", EventType.COMPLETED)
 
@@ -193,50 +129,26 @@ async def test_array_answer_picks_the_asked_call(http: httpx.AsyncClient) -> Non
     assert got == Fetched(call=older, extras={})
 
 
-def _window(start: float, end: float) -> tuple[datetime, datetime]:
-    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
-
-
 @pytest.fixture
 def many_calls(api_state: VendorSimulatorState) -> list[str]:
     """250 calls initiated one every 10 s from NOW, plus some before and after."""
-    inside = []
-    for i in range(-5, 255):
-        call = simulated_call(None, NOW + 95 + i * 10)  # initiatedAt = NOW + i * 10
-        register(api_state, call)
-        if 0 <= i < 250:
-            inside.append(call.call_id)
-    return inside
+    return calls_10_s_apart(api_state, simulated_call, NOW + 95)  # initiatedAt: now - 95
 
 
-async def test_list_calls_pages_through_every_call_once(
+async def test_list_calls_asks_for_100_calls_a_page(
     api_server: ServerThread,
     api_state: VendorSimulatorState,
     http: httpx.AsyncClient,
     many_calls: list[str],
 ) -> None:
-    since, until = _window(NOW, NOW + 2500)
+    """Beyond listing each call once, windowed on its creation (tests/vendors/
+    test_contract.py): 250 calls are three pages, an empty window one."""
     client = client_for(api_server, http)
-    listed = [call["sessionId"] async for call in client.list_calls(since, until)]
-    assert sorted(listed) == sorted(many_calls)
-    assert len(listed) == len(set(listed)) == 250
+    assert len([c async for c in client.list_calls(*window(NOW, NOW + 2500))]) == 250
     assert api_state.requests == [("GET", "/calls")] * 3
-    # adjacent windows split the calls without overlap (the boundary call is in the second)
-    first, second = _window(NOW, NOW + 1200), _window(NOW + 1200, NOW + 2500)
-    a = {call["sessionId"] async for call in client.list_calls(*first)}
-    b = {call["sessionId"] async for call in client.list_calls(*second)}
-    assert (len(a), len(b), a & b, a | b) == (120, 130, set(), set(many_calls))
-
-
-async def test_list_calls_empty_window(
-    api_server: ServerThread,
-    api_state: VendorSimulatorState,
-    http: httpx.AsyncClient,
-    many_calls: list[str],
-) -> None:
-    since, until = _window(NOW - 86400 * 30, NOW - 86400 * 29)
-    listed = [call async for call in client_for(api_server, http).list_calls(since, until)]
-    assert listed == []
+    api_state.requests.clear()
+    empty = window(NOW - 86400 * 30, NOW - 86400 * 29)
+    assert [call async for call in client.list_calls(*empty)] == []
     assert api_state.requests == [("GET", "/calls")]
 
 
@@ -260,7 +172,7 @@ async def test_list_calls_refuses_a_page_that_repeats_the_page_before(
 
     listed: list[str] = []
     with ServerThread(Starlette(routes=[Route("/calls", listing)])) as server:
-        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        since, until = window(NOW - 0.5, NOW + 1000.5)
         calls_listed = client_for(server, http).list_calls(since, until)
         with pytest.raises(RetryableError, match="answered page 2 with the calls of page 1"):
             await collect(calls_listed, listed, "sessionId")
@@ -279,7 +191,7 @@ async def test_list_calls_skips_a_call_whose_id_is_no_session_id(
 
     with ServerThread(Starlette(routes=[Route("/calls", listing)])) as server:
         client = client_for(server, http)
-        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        since, until = window(NOW - 0.5, NOW + 1000.5)
         listed = [c["sessionId"] async for c in client.list_calls(since, until)]
     assert listed == ["v1.us.s.1", "v1.us.s.2"]
     assert client.coverage_notes == [
@@ -304,7 +216,7 @@ async def test_list_calls_survives_pages_shifting_under_it(http: httpx.AsyncClie
 
     app = Starlette(routes=[Route("/calls", listing)])
     with ServerThread(app) as server:
-        since, until = _window(NOW - 0.5, NOW + 1000.5)
+        since, until = window(NOW - 0.5, NOW + 1000.5)
         listed = [c["sessionId"] async for c in client_for(server, http).list_calls(since, until)]
     assert listed == [call["sessionId"] for call in calls]
     assert seen_params == [
@@ -357,7 +269,11 @@ async def test_simulator_answers_like_the_api(
     nobody = await http.get(calls, params={"uid": "cometchat-uid-9"}, headers=headers)
     assert nobody.json()["meta"]["pagination"]["total"] == 0
     unknown = f"{calls}/v1.us.sandbox.1696934700abc"
-    assert (await http.get(unknown, headers=headers)).status_code == 404
+    missing = await http.get(unknown, headers=headers)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (
+        404,
+        "ERR_CALL_SESSION_NOT_FOUND",
+    )
     api_state.autocreate = True
     made = await http.get(unknown, headers=headers)
     assert made.json()["data"]["sessionId"] == "v1.us.sandbox.1696934700abc"

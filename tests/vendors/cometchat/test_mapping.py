@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
 import pytest
 
 from callhook.record import CallRecord, CallStatus, merge
+from callhook.vendors import cometchat
 from callhook.vendors.base import Fetched
-from callhook.vendors.cometchat import CometChat
 from callhook.vendors.cometchat.simulate import simulated_call
 from tests.vendors.cometchat.conftest import (
     CONFIG,
@@ -18,8 +19,9 @@ from tests.vendors.cometchat.conftest import (
     signed,
     webhook_fixtures,
 )
+from tests.vendors.support import blank_record, record_json
 
-VENDOR = CometChat()
+VENDOR = cometchat.VENDOR
 SOURCE = "cc"
 RECEIVED = "2023-10-10T12:00:00.000Z"
 OBSERVED = "2023-10-10T12:00:05.000Z"
@@ -30,43 +32,8 @@ RECORDING_URL = f"https://recordings-us.cometchat.io/2080843fb1d0b4a9/{SID}/rec_
 TRANSCRIPT_URL = f"https://transcripts-us.cometchat.io/2080843fb1d0b4a9/{SID}/tr_0f3b2c7a.json"
 
 
-def record_json(record: CallRecord) -> dict[str, Any]:
-    dumped = record.to_json_dict()
-    dumped.pop("updated_at")
-    return dumped
-
-
-def blank(call_id: str, **fields: Any) -> dict[str, Any]:
-    """A record's JSON with nothing known but its identity, then `fields`."""
-    record: dict[str, Any] = {
-        "schema": "callhook.call/v1",
-        "source": SOURCE,
-        "vendor": "cometchat",
-        "call_id": call_id,
-        "status": "unknown",
-        "vendor_status": None,
-        "direction": None,
-        "media": None,
-        "initiator": None,
-        "receiver": None,
-        "participants": [],
-        "created_at": None,
-        "started_at": None,
-        "answered_at": None,
-        "ended_at": None,
-        "duration_s": None,
-        "recordings": [],
-        "transcript": None,
-        "summary": None,
-        "voicemail": None,
-        "last_event": None,
-        "vendor_data": {},
-        "enrichment": None,
-        "observed_at": None,
-        "revision": 0,
-    }
-    record.update(fields)
-    return record
+#: a record's JSON with nothing known but its identity, then `fields`
+blank = partial(blank_record, SOURCE, "cometchat")
 
 
 def event_record(
@@ -241,7 +208,7 @@ EVENT_RECORDS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("name", sorted(EVENT_RECORDS))
-def test_record_from_event(name: str) -> None:
+def test_each_fixture_maps_to_its_expected_record(name: str) -> None:
     event = VENDOR.parse(signed(fixture_body(name)))
     assert record_json(VENDOR.record_from_event(SOURCE, event, RECEIVED)) == EVENT_RECORDS[name]
 
@@ -397,7 +364,9 @@ def test_events_and_api_converge_without_duplicates() -> None:
     observations = [
         VENDOR.record_from_event(
             SOURCE,
-            VENDOR.parse(VENDOR.simulate_delivery(CONFIG, trigger, simulated, now=1696934700.0)),
+            VENDOR.parse(
+                VENDOR.kit.simulate_delivery(CONFIG, trigger, simulated, now=1696934700.0)
+            ),
             RECEIVED,
         )
         for trigger in (

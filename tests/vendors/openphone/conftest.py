@@ -3,20 +3,20 @@ them, and the simulated REST API on a loopback port."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from callhook.events import Delivery
-from callhook.vendors.base import VendorSimulatorState
+from callhook.vendors import openphone
 from callhook.vendors.openphone import OpenPhoneSource
-from callhook.vendors.openphone.simulate import Generation, signed_headers, simulator_app
-from tests.servers import ServerThread
+from callhook.vendors.openphone.simulate import Generation, signed_headers
+from tests.vendors.support import FixtureFiles, simulated_api_fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = openphone.VENDOR.kit.fixtures
+FILES = FixtureFiles(FIXTURES)
+#: every webhook fixture's name (`<vendor type>[__<variant>]`), a fixture body, an API answer
+webhook_fixtures, fixture_body, api_fixture = FILES.names, FILES.body, FILES.api
 API_KEY = "op-api-key-3f9a0c1d2e4b"
 #: the legacy signing secret from Quo's docs example (base64 of an ASCII key)
 SIGNING_SECRET = "R2ZLM2o0bFhBNVpyUnU2NG9mYXQ1MHNyR3pvSUhIVVg="
@@ -41,20 +41,6 @@ def configured(**changes: Any) -> OpenPhoneSource:
     return OpenPhoneSource.model_validate(raw)
 
 
-def webhook_fixtures() -> list[str]:
-    """Every webhook fixture name (`<type>[__variant]`)."""
-    return sorted(path.stem for path in FIXTURES.glob("*.json"))
-
-
-def fixture_body(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
-
-
-def api_fixture(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = orjson.loads((FIXTURES / "api" / f"{name}.json").read_bytes())
-    return loaded
-
-
 def generation_of(body: bytes) -> Generation:
     """The generation a body belongs to: `data.resource` is the 2026-03-30 envelope."""
     data = orjson.loads(body).get("data")
@@ -76,13 +62,5 @@ def signed(
     )
 
 
-@pytest.fixture
-def api_state() -> VendorSimulatorState:
-    return VendorSimulatorState(api_key=API_KEY)
-
-
-@pytest.fixture
-def api_server(api_state: VendorSimulatorState) -> Iterator[ServerThread]:
-    """The simulated Quo API on a loopback port."""
-    with ServerThread(simulator_app(api_state)) as server:
-        yield server
+#: the simulated Quo API (`api_state`) on a loopback port (`api_server`)
+api_state, api_server = simulated_api_fixtures(openphone.VENDOR, API_KEY)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
 import pytest
 
 from callhook.events import EventType
-from callhook.record import CallRecord, CallStatus, merge
+from callhook.record import CallStatus, merge
+from callhook.vendors import openphone
 from callhook.vendors.base import Fetched
-from callhook.vendors.openphone import OpenPhone
 from callhook.vendors.openphone.mapping import API_STATUS, EVENT_TYPES, api_status, event_type
 from tests.vendors.openphone.conftest import api_fixture, fixture_body, signed, webhook_fixtures
+from tests.vendors.support import blank_record, record_json
 
-VENDOR = OpenPhone()
+VENDOR = openphone.VENDOR
 SOURCE = "quo"
 RECEIVED = "2026-04-13T16:00:00.000Z"
 OBSERVED = "2026-04-13T16:00:05.000Z"
@@ -53,47 +55,12 @@ DIALOGUE = [
 ]
 
 
-def record_json(record: CallRecord) -> dict[str, Any]:
-    dumped = record.to_json_dict()
-    dumped.pop("updated_at")
-    return dumped
-
-
 def person(number: str) -> dict[str, Any]:
     return {"id": number, "name": None, "joined_at": None, "left_at": None, "duration_s": None}
 
 
-def blank(call_id: str, **fields: Any) -> dict[str, Any]:
-    """A record's JSON with nothing known but its identity, then `fields`."""
-    record: dict[str, Any] = {
-        "schema": "callhook.call/v1",
-        "source": SOURCE,
-        "vendor": "openphone",
-        "call_id": call_id,
-        "status": "unknown",
-        "vendor_status": None,
-        "direction": None,
-        "media": None,
-        "initiator": None,
-        "receiver": None,
-        "participants": [],
-        "created_at": None,
-        "started_at": None,
-        "answered_at": None,
-        "ended_at": None,
-        "duration_s": None,
-        "recordings": [],
-        "transcript": None,
-        "summary": None,
-        "voicemail": None,
-        "last_event": None,
-        "vendor_data": {},
-        "enrichment": None,
-        "observed_at": None,
-        "revision": 0,
-    }
-    record.update(fields)
-    return record
+#: a record's JSON with nothing known but its identity, then `fields`
+blank = partial(blank_record, SOURCE, "openphone")
 
 
 def from_event(name: str) -> dict[str, Any]:
@@ -346,15 +313,9 @@ def test_every_call_event_fixture_has_an_expected_record() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EVENT_RECORDS))
-def test_record_from_event(name: str) -> None:
+def test_each_fixture_maps_to_its_expected_record(name: str) -> None:
     call_id, fields = EVENT_RECORDS[name]
     assert from_event(name) == event_record(name, call_id, **fields)
-
-
-def test_record_from_event_refuses_a_dropped_event() -> None:
-    event = VENDOR.parse(signed(fixture_body("message.received")))
-    with pytest.raises(ValueError, match="needs an event about a call"):
-        VENDOR.record_from_event(SOURCE, event, RECEIVED)
 
 
 # --- Get Call answers ---------------------------------------------------------------------
