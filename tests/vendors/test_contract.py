@@ -193,36 +193,40 @@ def test_fixture_authenticates_and_parses(vendor_name: str, fixture: str) -> Non
 
 @pytest.mark.parametrize(("vendor_name", "vendor_type"), TYPES)
 def test_every_simulated_type_round_trips(vendor_name: str, vendor_type: str) -> None:
-    """A simulated delivery authenticates and parses back into its type, about its call; a
-    vendor retry (the same delivery built again, or its bytes authenticated again later)
-    has the same key."""
+    """In every authentication scheme the vendor delivers in (`kit.auth_schemes`), a
+    simulated delivery authenticates against the source and parses back into its type,
+    about its call; a vendor retry (the same delivery built again, or its bytes
+    authenticated again later) has the same key."""
     vendor = VENDORS[vendor_name]
     kit = vendor.kit
     config = configured(vendor)
     call = kit.simulated_call(None, NOW)
-    delivery = kit.simulate_delivery(config, vendor_type, call, NOW)
-    event = authenticated(vendor, config, delivery)
-    assert (event.vendor_type, event.payload) == (vendor_type, orjson.loads(delivery.body))
-    assert_whole(event)
-    if event.fetchable:
-        assert event.call_id == call.call_id
-    if vendor_type == kit.completed_type:
-        assert (event.type, event.call_id, event.fetchable) == (
-            EventType.COMPLETED,
-            call.call_id,
-            True,
+    schemes = kit.auth_schemes(config)
+    assert schemes
+    for scheme in schemes:
+        delivery = kit.simulate_delivery(scheme, vendor_type, call, NOW)
+        event = authenticated(vendor, config, delivery)
+        assert (event.vendor_type, event.payload) == (vendor_type, orjson.loads(delivery.body))
+        assert_whole(event)
+        if event.fetchable:
+            assert event.call_id == call.call_id
+        if vendor_type == kit.completed_type:
+            assert (event.type, event.call_id, event.fetchable) == (
+                EventType.COMPLETED,
+                call.call_id,
+                True,
+            )
+        later = NOW + 60
+        resent = Delivery(
+            body=delivery.body,
+            headers=kit.reauthenticate(config, delivery.headers, delivery.body, later),
         )
-    later = NOW + 60
-    resent = Delivery(
-        body=delivery.body,
-        headers=kit.reauthenticate(config, delivery.headers, delivery.body, later),
-    )
-    for again, at in (
-        (kit.simulate_delivery(config, vendor_type, call, NOW), NOW),
-        (resent, later),
-    ):
-        vendor.authenticate(config, again, now=at, tolerance_s=TOLERANCE)
-        assert vendor.parse(again).event_key == event.event_key
+        for again, at in (
+            (kit.simulate_delivery(scheme, vendor_type, call, NOW), NOW),
+            (resent, later),
+        ):
+            vendor.authenticate(config, again, now=at, tolerance_s=TOLERANCE)
+            assert vendor.parse(again).event_key == event.event_key
 
 
 def test_each_simulated_type_is_an_event_of_its_own(vendor: Vendor[Any]) -> None:

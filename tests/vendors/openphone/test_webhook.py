@@ -228,8 +228,9 @@ def test_fixture_parses_to_its_expected_event(name: str) -> None:
 def test_every_simulated_type_round_trips_in_either_generation(
     vendor_type: str, generation: Generation
 ) -> None:
-    """The contract's round trip (tests/vendors/test_contract.py) takes the generation a
-    source gets by default; Quo sends either."""
+    """Beyond the contract's round trip (tests/vendors/test_contract.py, which runs in both
+    generations through `kit.auth_schemes`): each generation's `apiVersion`, its key prefix
+    and the normalised type of every event."""
     call = simulated_call(None, NOW)
     delivery = simulate_delivery(CONFIG, vendor_type, call, NOW, generation=generation)
     event = authenticated_event(delivery)
