@@ -64,6 +64,10 @@ bench-ingress: $(STAMP)
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: bench-ingress bench-e2e
+.PHONY: bench-ingress bench-e2e bench-replicas
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e
+
+# what [redis] replicas_ack costs the accept (a primary and a replica of its own)
+bench-replicas: $(STAMP)
+	$(BIN)/python -m bench.replicas_ack

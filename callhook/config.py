@@ -28,6 +28,7 @@ from pydantic import (
     SecretStr,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -35,6 +36,7 @@ from pydantic import (
 
 from callhook.errors import ConfigError
 from callhook.redaction import redact_url, redact_urls
+from callhook.redis_connect import is_sentinel_url, parse_sentinel_url
 from callhook.sinks import SINKS
 from callhook.sinks.base import SinkConfig
 from callhook.vendors import VENDORS
@@ -53,24 +55,49 @@ class _Section(BaseModel):
 
 
 class RedisConfig(_Section):
+    #: a plain Redis URL, or a Sentinel address (callhook/redis_connect.py)
     url: str = "redis://127.0.0.1:6379/0"
+    #: the sentinels' own password, when they need one (`redis+sentinel://` URLs only)
+    sentinel_password: SecretStr | None = None
     #: prefix of every key Callhook and its Dramatiq broker write
     namespace: str = Field(default="callhook", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     #: how long an accepted event key is remembered for duplicate detection (≥ 72 h)
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=72 * 3600)
     #: bound on the accept step (dedupe + enqueue) before ingress answers 503
     accept_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    #: replicas that must hold an accept (and a worker's retry re-enqueue or dead letter)
+    #: before it counts as done: Redis `WAIT` (callhook/replication.py); 0: the primary's
+    #: word is enough
+    replicas_ack: int = Field(default=0, ge=0, le=100)
 
     @field_validator("url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)  # a ValueError says what is wrong, password unquoted
+        elif not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+        return value
+
+    @field_validator("sentinel_password")
+    @classmethod
+    def _only_with_sentinels(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        url = info.data.get("url")
+        if value is not None and url is not None and not is_sentinel_url(url):
+            raise ValueError("only used with a redis+sentinel:// url")
         return value
 
     @field_serializer("url")
     def _hide_password(self, value: str) -> str:
         return redact_url(value)
+
+    @property
+    def wait_ms(self) -> int:
+        """How long one `WAIT` for `replicas_ack` replicas may block: three quarters of
+        `accept_timeout_s`, the rest of the accept's budget being the write itself."""
+        return max(1, int(self.accept_timeout_s * 750))
 
 
 class IngressConfig(_Section):

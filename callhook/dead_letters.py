@@ -37,6 +37,7 @@ from callhook.queues import (
     queue_key,
 )
 from callhook.record import iso_z
+from callhook.replication import Replicas, write_replicated
 
 log = logging.getLogger("callhook.dead_letters")
 
@@ -170,11 +171,14 @@ class DeadLetters:
         settings: DeadLettersConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        replicas: Replicas | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.settings = settings or DeadLettersConfig()
         self._clock = clock
+        #: with replicas, `add` returns once that many replicas hold the entry
+        self.replicas = replicas
         self._add_and_trim = client.register_script(_ADD_AND_TRIM)
         self._replay = client.register_script(_REPLAY)
 
@@ -188,7 +192,9 @@ class DeadLetters:
         attempts: int,
         sink: str | None = None,
     ) -> DeadLetter:
-        """Store an entry, and drop the stage's entries past the limits, in one step."""
+        """Store an entry, and drop the stage's entries past the limits, in one step. With
+        `replicas`, return only once they hold the entry (callhook/replication.py): until
+        then the work it ends is not done, and its message is not acknowledged."""
         now = self._clock()
         entry = DeadLetter(
             id=uuid.uuid4().hex,
@@ -232,24 +238,37 @@ class DeadLetters:
 
     async def _run_trim(self, queue: str, now: float, entry: DeadLetter | None = None) -> Dropped:
         cutoff = now - self.settings.retention_days * 86400
-        expired, capped = cast(
-            list[int],
-            await self._add_and_trim(
-                keys=[
-                    dlq_index_key(self.namespace, queue),
-                    dlq_entries_key(self.namespace, queue),
-                    dlq_dropped_key(self.namespace, queue),
-                ],
-                args=[
-                    entry.id if entry else "",
-                    entry.encode() if entry else b"",
-                    now,
-                    cutoff,
-                    self.settings.max_entries,
-                    _TRIM_BATCH,
-                ],
-            ),
-        )
+        keys = [
+            dlq_index_key(self.namespace, queue),
+            dlq_entries_key(self.namespace, queue),
+            dlq_dropped_key(self.namespace, queue),
+        ]
+        args: list[str | bytes | float | int] = [
+            entry.id if entry else "",
+            entry.encode() if entry else b"",
+            now,
+            cutoff,
+            self.settings.max_entries,
+            _TRIM_BATCH,
+        ]
+        if entry is None or self.replicas is None:
+            result = await self._add_and_trim(keys=keys, args=args)
+        else:
+
+            async def queue_write(pipe: Any) -> None:
+                await self._add_and_trim(keys=keys, args=args, client=pipe)
+
+            written = await write_replicated(
+                self.client,
+                self.replicas,
+                f"dlq:{entry.id}",
+                queue_write,
+                what="dead letter",
+                context={"source": entry.source, "call_id": entry.call_id, "queue": queue},
+            )
+            # [] when a try whose answer was lost had written it: nothing more to count
+            result = written[0] if written else [0, 0]
+        expired, capped = cast(list[int], result)
         if expired:
             metrics.dead_letters_dropped_total.labels(queue, RETENTION).inc(expired)
             log.warning(

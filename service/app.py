@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from callhook.config import Config
 from callhook.journal.tally import IngressTally
 from callhook.journal.updates import JournalSettings
+from callhook.replication import Replicas
 from service import api
 from service.accept import Acceptor
 from service.access import Access
@@ -51,13 +52,14 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
                 dedupe_ttl_s=config.redis.dedupe_ttl_s,
                 timeout_s=config.redis.accept_timeout_s,
                 journal=JournalSettings.from_config(config),
+                replicas=Replicas.from_config(config.redis),
             ),
             tally=tally,
         )
         if config.console.enabled:
             app.state.insight = Insight(config, redis_conn)
         announce_sources(config, sorted(routes))
-        await warn_about_redis(redis_conn)
+        await warn_about_redis(redis_conn, config.redis.replicas_ack)
         flusher = asyncio.create_task(tally.run(), name="ingress-tally")
         try:
             yield
@@ -108,8 +110,21 @@ def announce_sources(config: Config, enabled: list[str]) -> None:
         )
 
 
-async def warn_about_redis(client: redis.asyncio.Redis) -> None:
-    """Say at start when Redis could lose accepted events (no persistence, evicting policy)."""
+async def warn_about_redis(client: redis.asyncio.Redis, replicas_ack: int = 0) -> None:
+    """Say at start when Redis could lose accepted events (no persistence, evicting policy),
+    or cannot confirm any (fewer replicas connected than `replicas_ack`)."""
+    if replicas_ack:
+        try:
+            connected = int((await client.info("replication")).get("connected_slaves", 0))
+        except (redis.exceptions.RedisError, OSError, ValueError):
+            connected = replicas_ack  # the accepts will say it soon enough
+        if connected < replicas_ack:
+            log.warning(
+                "redis.replicas_ack is %d but the primary has %d replica(s) connected: "
+                "accepts are answered 503 until enough replicas confirm them",
+                replicas_ack,
+                connected,
+            )
     try:
         raw = await client.config_get("appendonly", "save", "maxmemory-policy")
     except (redis.exceptions.RedisError, OSError) as exc:

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from callhook import metrics
 from callhook.queues import QUEUES, STAGES, dlq_index_key, queue_key
+from callhook.redis_connect import ping_primary
 from service.state import AppState
 
 log = logging.getLogger("callhook.ingress")
@@ -22,15 +23,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when the Redis primary answers, naming it (`redis_primary`: `host:port`, the
+    server this process writes to now; after a Sentinel failover, the new one)."""
     state: AppState = request.app.state.callhook
     try:
         async with asyncio.timeout(state.config.redis.accept_timeout_s):
-            await state.redis.ping()
+            primary = await ping_primary(state.redis)
     except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
         return JSONResponse(
             {"status": "unavailable", "detail": f"redis: {type(exc).__name__}"}, status_code=503
         )
-    return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok", "redis_primary": primary})
 
 
 async def metrics_endpoint(request: Request) -> Response:

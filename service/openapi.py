@@ -17,6 +17,7 @@ _ANSWER = {
         "status": {"type": "string"},
         "detail": {"type": "string"},
         "event_key": {"type": "string"},
+        "redis_primary": {"type": "string", "description": "/readyz: the Redis primary"},
     },
 }
 
@@ -93,7 +94,7 @@ def ingress_document(source_names: list[str]) -> dict[str, Any]:
                 "get": {
                     "operationId": "readyz",
                     "responses": {
-                        "200": _json("Redis answers"),
+                        "200": _json("the Redis primary answers (`redis_primary`: its host:port)"),
                         "503": _json("Redis does not answer"),
                     },
                 }

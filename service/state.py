@@ -10,6 +10,7 @@ import redis.asyncio
 
 from callhook.config import Config
 from callhook.journal.tally import IngressTally
+from callhook.redis_connect import async_client
 from callhook.vendors import VENDORS
 from callhook.vendors.base import SourceConfig, Vendor
 from service.accept import Acceptor
@@ -45,8 +46,8 @@ def enabled_routes(config: Config) -> dict[str, SourceRoute]:
 def redis_client(config: Config) -> redis.asyncio.Redis:
     """The ingress's Redis client: short socket timeouts so an outage turns into fast 503s."""
     bound = config.redis.accept_timeout_s
-    return redis.asyncio.Redis.from_url(
-        config.redis.url,
+    return async_client(
+        config.redis,
         socket_connect_timeout=bound,
         socket_timeout=bound,
         max_connections=256,

@@ -24,19 +24,27 @@ were waiting during a Redis outage would never run until the worker restarts. Ca
   with its in-memory queue empty;
 * raises `RedisUnavailable`, which Dramatiq's consumer threads take as a connection error,
   when an enqueue finds Redis away, so the thread restarts instead of dying.
+
+Its Redis client is handed in (callhook/redis_connect.py: a plain URL or Sentinel). With
+`[redis] replicas_ack`, a worker's retry is enqueued by `enqueue_replicated`, which waits
+until that many replicas hold it (callhook/replication.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 import dramatiq
 import redis.exceptions
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import AsyncIO, CurrentMessage, ShutdownNotifications
+
+from callhook.replication import Replicas, write_once_sync
 
 HEARTBEAT_TIMEOUT_MS = 30_000
 HEARTBEAT_INTERVAL_S = 5.0
@@ -54,9 +62,19 @@ class RedisUnavailable(ConnectionClosed, redis.exceptions.ConnectionError):
 
 
 class CallhookBroker(RedisBroker):
-    def __init__(self, *, url: str, namespace: str, **options: Any) -> None:
+    """`client`: a blocking client of the primary (callhook/redis_connect.py `sync_client`);
+    `replicas`: what `enqueue_replicated` waits for (`[redis] replicas_ack`)."""
+
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        namespace: str,
+        replicas: Replicas | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
-            url=url,
+            client=client,
             namespace=namespace,
             heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
             dead_message_ttl=DEAD_MESSAGE_TTL_MS,
@@ -64,6 +82,7 @@ class CallhookBroker(RedisBroker):
             middleware=[ShutdownNotifications(), CurrentMessage(), AsyncIO()],
             **options,
         )
+        self.replicas = replicas
         self._housekeeping_stop = threading.Event()
         self._housekeeping_thread: threading.Thread | None = None
 
@@ -77,6 +96,47 @@ class CallhookBroker(RedisBroker):
             return super().enqueue(message, delay=delay)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise RedisUnavailable(f"enqueue failed: {type(exc).__name__}: {exc}") from exc
+
+    def enqueue_replicated(
+        self, message: dramatiq.Message[Any], *, delay: int | None, marker: str
+    ) -> int:
+        """Dramatiq's `enqueue` (dramatiq 2.2.1, pinned), sent in one pipeline with the
+        marker and a `WAIT` for `self.replicas` (callhook/replication.py): how many
+        replicas hold it.
+
+        The same message in Redis as `enqueue` writes: a new Redis message id, on the delay
+        queue with its `eta` when delayed, by Dramatiq's own dispatch script."""
+        assert self.replicas is not None, "a broker made without replicas to wait for"
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        dispatch = self.scripts["dispatch"]
+        args = [
+            "enqueue",
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            0,  # no maintenance: the housekeeping thread does it
+            self._max_unpack_size(),  # type: ignore[no-untyped-call]
+            message.options["redis_message_id"],
+            message.encode(),
+        ]
+        self.emit_before("enqueue", message, delay)
+        try:
+            acked = write_once_sync(
+                self.client,
+                self.replicas,
+                marker,
+                lambda pipe: dispatch(keys=[self.namespace], args=args, client=pipe),
+            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise RedisUnavailable(f"enqueue failed: {type(exc).__name__}: {exc}") from exc
+        self.emit_after("enqueue", message, delay)
+        return acked
 
     def _requeue_held(self, queue_name: str) -> None:
         """Give back to `queue_name` every message this process fetched from it and has
@@ -130,3 +190,4 @@ class CallhookBroker(RedisBroker):
     def close(self) -> None:
         self._housekeeping_stop.set()
         super().close()
+        self.client.close()  # its pool (and a Sentinel client's sentinel connections)

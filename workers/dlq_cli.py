@@ -12,11 +12,10 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import redis.asyncio
-
 from callhook.actions import Actions
 from callhook.config import Config
 from callhook.dead_letters import DeadLetter, Dropped
+from callhook.redis_connect import async_client
 
 T = TypeVar("T")
 
@@ -47,7 +46,7 @@ def _printable_char(char: str) -> str:
 
 def _run(config: Config, work: Callable[[Actions], Awaitable[T]]) -> T:
     async def main() -> T:
-        client = redis.asyncio.Redis.from_url(config.redis.url, socket_connect_timeout=5)
+        client = async_client(config.redis, socket_connect_timeout=5)
         try:
             return await work(Actions(config, client))
         finally:

@@ -20,6 +20,8 @@ from dramatiq.middleware import Middleware
 from callhook.config import Config
 from callhook.errors import ConfigError
 from callhook.queues import DELIVER_QUEUE, ENRICH_QUEUE, retry_queue
+from callhook.redis_connect import sync_client
+from callhook.replication import Replicas
 from workers import runtime as runtime_module
 from workers.actors.deliver import deliver
 from workers.actors.enrich import enrich
@@ -130,7 +132,11 @@ class RuntimeLifecycle(Middleware):
 
 def build_broker(config: Config, tuning: WorkerTuning | None = None) -> CallhookBroker:
     """A broker for `config` with the actors declared and the runtime configured."""
-    broker = CallhookBroker(url=config.redis.url, namespace=config.redis.namespace)
+    broker = CallhookBroker(
+        client=sync_client(config.redis),
+        namespace=config.redis.namespace,
+        replicas=Replicas.from_config(config.redis),
+    )
     # after AsyncIO: its after_worker_shutdown must run once ours has closed the clients
     broker.add_middleware(RuntimeLifecycle())
     # Each stage is two actors on one body: first attempts, and retries behind them.

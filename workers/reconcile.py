@@ -48,6 +48,8 @@ from callhook.journal.updates import JournalSettings
 from callhook.queues import dedupe_key
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
 from callhook.record import CallRecord, CallStatus, LastEvent, iso_z, merge, utc_now_iso
+from callhook.redis_connect import async_client
+from callhook.replication import Replicas
 from callhook.store import RecordStore
 from callhook.vendors import VENDORS
 from callhook.vendors.base import Fetched, Vendor
@@ -281,6 +283,7 @@ class Reconciler:
             dedupe_ttl_s=config.redis.dedupe_ttl_s,
             timeout_s=config.redis.accept_timeout_s,
             journal=JournalSettings.from_config(config),
+            replicas=Replicas.from_config(config.redis),
         )
 
     @classmethod
@@ -293,8 +296,8 @@ class Reconciler:
         http_timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> AsyncIterator[Reconciler]:
         """A reconciler with its own Redis client and connection pool, closed on exit."""
-        client = redis.asyncio.Redis.from_url(
-            config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+        client = async_client(
+            config.redis, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
         transport = httpx.AsyncHTTPTransport(limits=DEFAULT_LIMITS)
         try:

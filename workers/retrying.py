@@ -5,6 +5,7 @@ Callhook does not use Dramatiq's Retries middleware: when its delayed re-enqueue
 Actors instead re-enqueue a retry themselves with `retry_later`, on the stage's retry queue
 (callhook/queues.py `retry_queue`), and keep trying until Redis takes it. Until then the
 original message is not acked, so a worker killed meanwhile leaves it to be redelivered.
+With `[redis] replicas_ack`, "taken" means held by that many replicas (callhook/replication.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import redis.exceptions
 from callhook.config import RetriesConfig
 from callhook.http import backoff_s
 from callhook.queues import retry_queue
+from callhook.replication import confirm_once_sync, forget_sync, until_replicated
+from workers.broker import CallhookBroker
 
 log = logging.getLogger("callhook.workers")
 
@@ -79,18 +82,35 @@ def policies_from_config(retries: RetriesConfig) -> RetryPolicies:
 
 
 async def retry_later(
-    broker: dramatiq.Broker, stage: str, kwargs: dict[str, Any], delay_s: float
+    broker: CallhookBroker, stage: str, kwargs: dict[str, Any], delay_s: float
 ) -> None:
     """Enqueue a delayed retry of `stage`'s work on its retry queue; on a Redis outage,
-    keep trying until it is taken."""
+    keep trying until it is taken (with the broker's `replicas`: until they hold it)."""
     queue = retry_queue(stage)
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=queue, actor_name=queue, args=(), kwargs=kwargs, options={}
     )
+    delay_ms = int(delay_s * 1000)
+    replicas = broker.replicas
+    if replicas is not None:
+        marker = replicas.marker(f"retry:{message.message_id}")
+
+        async def write() -> int:
+            return await asyncio.to_thread(
+                broker.enqueue_replicated, message, delay=delay_ms, marker=marker
+            )
+
+        async def confirm() -> int | None:
+            return await asyncio.to_thread(confirm_once_sync, broker.client, replicas, marker)
+
+        context = {"source": kwargs.get("source"), "call_id": kwargs.get("call_id")}
+        await until_replicated(write, confirm, replicas, what="retry", context=context)
+        await asyncio.to_thread(forget_sync, broker.client, marker)
+        return
     pause = 0.5
     while True:
         try:
-            await asyncio.to_thread(broker.enqueue, message, delay=int(delay_s * 1000))
+            await asyncio.to_thread(broker.enqueue, message, delay=delay_ms)
             return
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             log.warning(

@@ -26,6 +26,8 @@ from callhook.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, make_client
 from callhook.journal.updates import JournalSettings
 from callhook.journal.writer import Journal
 from callhook.ratelimit import FleetRateLimiter, RateLimitedTransport
+from callhook.redis_connect import async_client
+from callhook.replication import Replicas
 from callhook.sinks import SINKS
 from callhook.sinks.base import Sink, SinkResources
 from callhook.store import RecordStore
@@ -74,8 +76,8 @@ class Runtime:
     ) -> Runtime:
         # worker processes get no tuning: their schedules come from the config ([retries])
         tuning = tuning or WorkerTuning(policies=policies_from_config(config.retries))
-        client = redis.asyncio.Redis.from_url(
-            config.redis.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+        client = async_client(
+            config.redis, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
         )
         namespace = config.redis.namespace
         journal = Journal(client, JournalSettings.from_config(config))
@@ -87,7 +89,12 @@ class Runtime:
             store=RecordStore(client, namespace, journal),
             journal=journal,
             limiter=FleetRateLimiter(client, namespace),
-            dead_letters=DeadLetters(client, namespace, config.dead_letters),
+            dead_letters=DeadLetters(
+                client,
+                namespace,
+                config.dead_letters,
+                replicas=Replicas.from_config(config.redis),
+            ),
             policies=tuning.policies,
         )
 

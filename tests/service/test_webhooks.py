@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -216,7 +217,9 @@ def test_redis_too_slow_is_503_fast_and_the_retry_lands_once(
 
 def test_health_metrics_openapi(ingress: Ingress) -> None:
     assert httpx.get(f"{ingress.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{ingress.url}/readyz").json() == {"status": "ok"}
+    ready = httpx.get(f"{ingress.url}/readyz").json()
+    assert ready == {"status": "ok", "redis_primary": ready["redis_primary"]}
+    assert ready["redis_primary"] == urlsplit(ingress.config.redis.url).netloc  # 127.0.0.1:6379
     labels = {"source": "diga", "outcome": "accepted"}
     before = REGISTRY.get_sample_value("callhook_webhooks_total", labels) or 0.0
     d = delivery(ingress, "diga", VENDORS["diga"].kit.simulated_types[0])

@@ -18,6 +18,7 @@ import redis
 
 from callhook.config import Config, load_config
 from callhook.queues import QUEUES, queue_key
+from callhook.redis_connect import sync_client
 from callhook.sandbox import Sandbox, prepare
 from callhook.vendors import VENDORS
 from callhook.vendors.kit import SimulatedCall, VendorSimulatorState
@@ -95,11 +96,11 @@ def pipeline_config(
     sections: dict[str, dict[str, Any]] | None = None,
 ) -> Config:
     """The sandbox's sources with our Redis namespace and sinks (and `sections` in place of
-    the sandbox's tables of those names), written next to it as a config file (worker
-    subprocesses read the same file)."""
+    the sandbox's tables of those names; a `redis` section adds to the URL and namespace),
+    written next to it as a config file (worker subprocesses read the same file)."""
     raw = tomllib.loads(sandbox_path.read_text())
     raw.update(sections or {})
-    raw["redis"] = {"url": redis_url, "namespace": namespace}
+    raw["redis"] = {"url": redis_url, "namespace": namespace, **(sections or {}).get("redis", {})}
     raw["sinks"] = [{"name": "records", "type": "file", "path": str(records)}, *sinks]
     path = sandbox_path.with_name("pipeline.toml")
     path.write_text(toml_text(raw))
@@ -167,7 +168,7 @@ def running_pipeline(
     config = pipeline_config(
         sandbox.config_path, redis_url, namespace, records, extra_sinks or [], sections
     )
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(config.redis)
     with (
         ServerThread(sandbox.simulator_app(), port=simulator_port),
         ServerThread(create_app(config), lifespan=True) as ingress,

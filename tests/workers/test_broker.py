@@ -15,7 +15,9 @@ from workers.broker import CallhookBroker, RedisUnavailable
 def test_a_restarting_delay_queue_consumer_gets_back_what_its_worker_held(
     redis_server_url: str, redis_namespace: str, redis_sync: redis.Redis
 ) -> None:
-    broker = CallhookBroker(url=redis_server_url, namespace=redis_namespace)
+    broker = CallhookBroker(
+        client=redis.Redis.from_url(redis_server_url), namespace=redis_namespace
+    )
     try:
         broker.declare_queue(DELIVER_QUEUE)
         message: dramatiq.Message[object] = dramatiq.Message(
@@ -37,7 +39,9 @@ def test_a_restarting_delay_queue_consumer_gets_back_what_its_worker_held(
 
 
 def test_an_enqueue_without_redis_is_a_connection_error_to_both_libraries() -> None:
-    broker = CallhookBroker(url="redis://127.0.0.1:1/0", namespace="nowhere")
+    broker = CallhookBroker(
+        client=redis.Redis.from_url("redis://127.0.0.1:1/0"), namespace="nowhere"
+    )
     message: dramatiq.Message[object] = dramatiq.Message(
         queue_name=DELIVER_QUEUE, actor_name=DELIVER_ACTOR, args=(), kwargs={}, options={}
     )
