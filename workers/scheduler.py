@@ -1,6 +1,12 @@
 """The reconcile scheduler: every `[reconcile].interval_s`, reconcile each source over the
-last `lookback_s`, one run at a time across the fleet.
+last `lookback_s`, once per interval and one run at a time across the fleet.
 
+* Each interval is claimed first: `{ns}:reconcile:interval` is set with NX and an expiry of
+  0.9 x interval_s (Redis's clock, so the hosts' clocks do not matter). The scheduler that
+  sets it runs; any other scheduler ticking before it expires skips its tick, so a fleet
+  of schedulers, each ticking on its own phase, reconciles once per interval, not once per
+  host. A scheduler that dies after its claim costs one interval: the next run starts where
+  the last recorded window ended.
 * The fleet lock is a Redis key (`{ns}:reconcile:lock`) set with NX and an expiry, holding a
   random token; the holder renews it while it runs and deletes it (only if still its own)
   when done. A scheduler that finds it taken skips that tick; one whose process dies leaves
@@ -56,6 +62,10 @@ class LockLost(Exception):
 
 def lock_key(namespace: str) -> str:
     return f"{namespace}:reconcile:lock"
+
+
+def interval_key(namespace: str) -> str:
+    return f"{namespace}:reconcile:interval"
 
 
 def window_key(namespace: str, source: str) -> str:
@@ -154,7 +164,11 @@ class Scheduler:
                     await ticking
 
     async def tick(self) -> list[Summary] | None:
-        """One scheduled run over every source, if the fleet lock is free (else None)."""
+        """One scheduled run over every source, if no scheduler has claimed this interval
+        yet and the fleet lock is free (else None)."""
+        if not await self.claim_interval():
+            log.info("another scheduler reconciled this interval; skipping this tick")
+            return None
         lock = FleetLock(self.redis, self.namespace, ttl_s=self.schedule.lock_ttl_s)
         if not await lock.acquire():
             log.info("another scheduler is reconciling; skipping this tick")
@@ -173,6 +187,18 @@ class Scheduler:
         finally:
             await lock.release()
         return summaries
+
+    async def claim_interval(self) -> bool:
+        """True when this scheduler is the fleet's first to tick in this interval. The
+        claim lasts 0.9 x interval_s: the same scheduler's next tick, one interval later,
+        finds it gone even when the Redis round trip made it a little late."""
+        claimed = await self.redis.set(
+            interval_key(self.namespace),
+            secrets.token_hex(8),
+            nx=True,
+            px=max(1, int(self.schedule.interval_s * 900)),
+        )
+        return bool(claimed)
 
     async def _every_source(self, summaries: list[Summary]) -> None:
         for source in sorted(self.reconciler.config.sources):

@@ -34,10 +34,15 @@ class Timed:
 
 def max_per_second(times: list[float]) -> int:
     """The most requests seen in any one-second window starting at a request."""
+    return max_in_window(times, 1.0)
+
+
+def max_in_window(times: list[float], window_s: float) -> int:
+    """The most requests seen in any `window_s`-long window ending at a request."""
     ordered = sorted(times)
     best, start = 0, 0
     for end, at in enumerate(ordered):
-        while ordered[start] <= at - 1.0:
+        while ordered[start] <= at - window_s:
             start += 1
         best = max(best, end - start + 1)
     return best

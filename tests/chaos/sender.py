@@ -1,6 +1,8 @@
 """A vendor-like sender: realistic signed deliveries (each vendor's own simulator), a call's
 deliveries posted in order, calls started at a steady rate, and every delivery retried on
-503 and on connection errors or timeouts, with the same bytes, until it gets a 200."""
+503 and on connection errors or timeouts, with the same bytes, until it gets a 200. Given
+several ingress URLs (a fleet behind a load balancer), it posts round-robin: each delivery
+to the next URL, its concurrent copies and its retries each to the one after."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -42,6 +45,8 @@ class Sent:
 class SendReport:
     sent: list[Sent] = field(default_factory=list)
     answers: Counter[str] = field(default_factory=Counter)
+    #: (ingress URL, its 200's `status`: accepted, duplicate...) of every post
+    answers_by_url: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def accepted(self) -> list[Sent]:
@@ -65,7 +70,7 @@ class Sender:
     def __init__(
         self,
         config: Config,
-        ingress_url: str,
+        ingress_url: str | Sequence[str],
         states: dict[str, VendorSimulatorState],
         *,
         calls: int,
@@ -75,7 +80,7 @@ class Sender:
         deadline_s: float = 240.0,
     ) -> None:
         self.config = config
-        self.url = ingress_url
+        self.urls = [ingress_url] if isinstance(ingress_url, str) else list(ingress_url)
         self.states = states
         self.calls = calls
         self.calls_per_s = calls_per_s
@@ -84,6 +89,7 @@ class Sender:
         self.deadline = time.monotonic() + deadline_s
         self.report = SendReport()
         self.started_calls = 0
+        self._turn = 0
         #: monotonic time the last delivery got its final answer
         self.finished_at = 0.0
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -139,18 +145,23 @@ class Sender:
     ) -> None:
         try:
             for sent in call:
-                await asyncio.gather(*(self._post(client, sent) for _ in range(self.copies)))
+                turn, self._turn = self._turn, self._turn + 1
+                copies = (self._post(client, sent, turn + copy) for copy in range(self.copies))
+                await asyncio.gather(*copies)
         finally:
             gate.release()
 
-    async def _post(self, client: httpx.AsyncClient, sent: Sent) -> None:
+    async def _post(self, client: httpx.AsyncClient, sent: Sent, turn: int) -> None:
+        """Post until a 200 (or another final answer): the first try to URL number `turn`,
+        each retry to the next one round-robin."""
         pause = 0.2
-        for _ in range(MAX_TRIES):
+        for tries in range(MAX_TRIES):
             if time.monotonic() > self.deadline:
                 return
+            url = self.urls[(turn + tries) % len(self.urls)]
             try:
                 response = await client.post(
-                    f"{self.url}/webhooks/{sent.source}",
+                    f"{url}/webhooks/{sent.source}",
                     content=sent.delivery.body,
                     headers=dict(sent.delivery.headers),
                 )
@@ -162,6 +173,7 @@ class Sender:
                     answer = str(response.json().get("status"))
                     sent.answer = sent.answer if sent.answer == "accepted" else answer
                     self.report.answers[answer] += 1
+                    self.report.answers_by_url[(url, answer)] += 1
                     return
                 if response.status_code != 503:
                     sent.status = response.status_code  # a real vendor would give up here

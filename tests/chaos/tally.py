@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from callhook.sinks.http import webhook_id
 from callhook.sinks.s3_recordings import key_segment
-from tests.chaos.sender import SendReport, Sent
+from tests.chaos.sender import SendReport
 from tests.chaos.world import World
 
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "chaos" / "results.jsonl"
@@ -30,8 +31,22 @@ class Keys:
     requests: Counter[str]
 
 
-def expected(accepted: list[Sent]) -> Keys:
-    """What every event that got a 200 must have produced, exactly once each."""
+class Fed(Protocol):
+    """An event the sinks must hold: one the sender got a 200 for (`Sent`), or one that
+    reconcile fed (its scheduler logs each)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def event_key(self) -> str: ...
+    @property
+    def type(self) -> str | None: ...
+
+
+def expected(accepted: Sequence[Fed]) -> Keys:
+    """What every event that got a 200 (or was fed) must have produced, exactly once each."""
     acted = [s for s in accepted if s.type is not None]
     return Keys(
         calls=Counter({(s.source, s.call_id) for s in acted}),
@@ -106,10 +121,13 @@ def delivered_figures(got: Keys) -> dict[str, int]:
     }
 
 
-def verdict(world: World, report: SendReport, **kwargs: Any) -> dict[str, Any]:
+def verdict(
+    world: World, report: SendReport, *, fed: Sequence[Fed] = (), **kwargs: Any
+) -> dict[str, Any]:
     """The scenario's figures; fails the test if any event was lost, doubled or invented,
-    any delivery never got its 200, or anything was dead-lettered."""
-    want, got = expected(report.accepted), observed(world)
+    any delivery never got its 200, or anything was dead-lettered. `fed`: events that
+    reached the sinks without a webhook (reconcile's), due exactly once too."""
+    want, got = expected([*report.accepted, *fed]), observed(world)
     figures: dict[str, Any] = {
         **report.figures(),
         "expected_events": sum(want.events.values()),

@@ -1,7 +1,8 @@
 """A whole Callhook for one chaos scenario, every part a real server: a redis-server of its
 own (AOF, fsync always), a database on the session's own PostgreSQL server, moto's S3 as a
-process (bench/e2e_servers.py) behind a proxy that can cut it off, `callhook serve` and
-`callhook worker` groups as processes; in this process, the vendor API simulators and the
+process (bench/e2e_servers.py) behind a proxy that can cut it off, `callhook serve`,
+`callhook worker` groups and `callhook scheduler` as processes, on the world's config or on
+the config files of a fleet's hosts; in this process, the vendor API simulators and the
 Slack-like and HTTP receivers (tests/sinks), each behind an outage switch."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import signal
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,31 @@ RETRIES = {
 QUEUES = tuple(q + suffix for q in WORK_QUEUES for suffix in ("", ".DQ"))
 
 
+@dataclass(frozen=True)
+class Host:
+    """One machine of a fleet on the world's Redis: a config file of its own (the world's
+    [redis], [sources] and [[sinks]]; its own [ingress] port) and metrics ports of its own,
+    for the processes `World.start_ingress` / `start_workers` / `start_scheduler` start
+    from it."""
+
+    name: str
+    config: Config
+    metrics_port: int
+    scheduler_metrics_port: int
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.ingress.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def scheduler_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.scheduler_metrics_port}/metrics"
+
+
 @dataclass
 class World:
     directory: Path
@@ -65,8 +91,9 @@ class World:
     s3_url: str
     s3_partition: Partition
     ingress_port: int
-    ingress: Child | None = None
+    ingresses: dict[str, Child] = field(default_factory=dict)
     workers: dict[str, Child] = field(default_factory=dict)
+    schedulers: dict[str, Child] = field(default_factory=dict)
     redis: redis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,21 +103,60 @@ class World:
     def ingress_url(self) -> str:
         return f"http://127.0.0.1:{self.ingress_port}"
 
+    @property
+    def ingress(self) -> Child | None:
+        """The ingress on the world's own config (`start_ingress()` without a host)."""
+        return self.ingresses.get("ingress")
+
+    def add_host(self, name: str) -> Host:
+        """Another host's config file, `<name>.toml`: the world's, with an [ingress] port
+        of its own (each process reads its file; nothing else differs)."""
+        raw = tomllib.loads(Path(self.config.origin).read_text())
+        raw["ingress"] = {**raw.get("ingress", {}), "port": free_port()}
+        path = self.directory / f"{name}.toml"
+        path.write_text(toml_text(raw))
+        ports = {"metrics_port": free_port(), "scheduler_metrics_port": free_port()}
+        return Host(name, load_config(path), **ports)
+
     # --- processes ----------------------------------------------------------------------
 
-    def start_ingress(self) -> Child:
-        command = python_command("-m", "callhook", "serve", "--config", str(self.config.origin))
-        command += ["--port", str(self.ingress_port), "--workers", "1"]
-        self.ingress = spawn("ingress", command, self.directory)
-        wait_for_port(self.ingress, self.ingress_port)
-        return self.ingress
+    def start_ingress(self, host: Host | None = None) -> Child:
+        """`callhook serve` on the world's config at `ingress_port`, or on a host's file at
+        the port that file names."""
+        config = self.config if host is None else host.config
+        command = python_command("-m", "callhook", "serve", "--config", str(config.origin))
+        command += ["--workers", "1"]
+        if host is None:
+            name, port = "ingress", self.ingress_port
+            command += ["--port", str(port)]
+        else:
+            name, port = f"ingress-{host.name}", config.ingress.port
+        child = self.ingresses[name] = spawn(name, command, self.directory)
+        wait_for_port(child, port)
+        return child
 
-    def start_workers(self, name: str, *, processes: int = 1, threads: int = 8) -> Child:
-        command = python_command("-m", "callhook", "worker", "--config", str(self.config.origin))
+    def start_workers(
+        self, name: str, *, processes: int = 1, threads: int = 8, host: Host | None = None
+    ) -> Child:
+        """A `callhook worker` group on the world's config (no metrics port), or on a
+        host's file serving its metrics on the host's port."""
+        config = self.config if host is None else host.config
+        command = python_command("-m", "callhook", "worker", "--config", str(config.origin))
         command += ["--processes", str(processes), "--threads", str(threads)]
-        command += ["--metrics-port", "0"]
+        command += ["--metrics-port", str(0 if host is None else host.metrics_port)]
         self.workers[name] = spawn(f"workers-{name}", command, self.directory, AWS_ENV)
         return self.workers[name]
+
+    def start_scheduler(self, host: Host) -> Child:
+        """`callhook scheduler` on a host's file, serving its metrics on the host's port;
+        its JSON log lines (each reconcile run, each tick skipped for the fleet lock) go to
+        `scheduler-<host>.log`."""
+        command = python_command("-m", "callhook", "scheduler", "--config", str(host.config.origin))
+        command += ["--metrics-port", str(host.scheduler_metrics_port)]
+        child = spawn(f"scheduler-{host.name}", command, self.directory)
+        self.schedulers[host.name] = child
+        wait_for_port(child, host.scheduler_metrics_port)
+        return child
 
     def signal_group(self, child: Child, signum: signal.Signals, wait_s: float = 45.0) -> float:
         """Send `signum` to the child's process group (`callhook worker` passes it on to its
@@ -108,7 +174,8 @@ class World:
         child.process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for child in [*self.workers.values(), *([self.ingress] if self.ingress else [])]:
+        everyone = [*self.schedulers.values(), *self.workers.values(), *self.ingresses.values()]
+        for child in everyone:
             below = tree(child.pid)
             stop(child)
             _kill(below)  # whatever outlived a graceful stop
@@ -240,10 +307,15 @@ def sinks_config(world_ports: dict[str, int], database_url: str) -> list[dict[st
 
 
 def write_config(
-    sandbox: Sandbox, redis_url: str, sinks: list[dict[str, Any]], rate_limit_per_s: float
+    sandbox: Sandbox,
+    redis_url: str,
+    sinks: list[dict[str, Any]],
+    rate_limit_per_s: float,
+    tables: Mapping[str, Any] | None = None,
 ) -> Config:
     """The sandbox's sources (every vendor, APIs at our simulators) with our Redis, sinks
-    and retry schedules, written next to it (the processes read the file)."""
+    and retry schedules, `tables` merged over them, written next to it (the processes read
+    the file)."""
     raw = tomllib.loads(sandbox.config_path.read_text())
     raw["redis"] = {"url": redis_url, "namespace": NAMESPACE, "accept_timeout_s": 2.0}
     raw["retries"] = RETRIES
@@ -252,16 +324,33 @@ def write_config(
         table["rate_limit_per_s"] = rate_limit_per_s
     raw["sinks"] = sinks
     path = sandbox.config_path.with_name("chaos.toml")
-    path.write_text(toml_text(raw))
+    path.write_text(toml_text(merged(raw, tables or {})))
     return load_config(path)
+
+
+def merged(raw: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with `tables` laid over it, table by table (a key set in both: `tables` wins)."""
+    out = dict(raw)
+    for key, value in tables.items():
+        below = out.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = merged(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 @contextlib.contextmanager
 def running_world(
-    directory: Path, postgres: PostgresServer, *, rate_limit_per_s: float = 1000.0
+    directory: Path,
+    postgres: PostgresServer,
+    *,
+    rate_limit_per_s: float = 1000.0,
+    tables: Mapping[str, Any] | None = None,
 ) -> Iterator[World]:
-    """Everything but the ingress and the workers, which the scenario starts (and which
-    are stopped here, whatever happened)."""
+    """Everything but the ingress, the workers and the schedulers, which the scenario
+    starts (and which are stopped here, whatever happened). `tables` are laid over the
+    config's (e.g. `{"sources": {"diga": {"rate_limit_per_s": 5}}}`)."""
     name = f"chaos_{os.getpid()}_{time.monotonic_ns() % 10**9}"
     asyncio.run(_admin(postgres.dsn, f'CREATE DATABASE "{name}"'))
     ports = {n: free_port() for n in ("simulators", "slack", "receiver", "s3", "ingress")}
@@ -291,7 +380,7 @@ def running_world(
             simulator_port=ports["simulators"],
         )  # fmt: skip
         sinks = sinks_config(ports, database_url)
-        config = write_config(sandbox, redis_server.url, sinks, rate_limit_per_s)
+        config = write_config(sandbox, redis_server.url, sinks, rate_limit_per_s, tables)
         simulators = Timed(sandbox.simulator_app())
         slack, receiver = FakeSlack(), Receiver()
         slack_outage, http_outage = Outage(slack.app), Outage(receiver.app)

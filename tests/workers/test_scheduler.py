@@ -40,7 +40,7 @@ from tests.workers.test_reconcile import (
 )
 from workers.launch import start_scheduler
 from workers.reconcile import Outcome, Reconciler, Summary, iso
-from workers.scheduler import Schedule, Scheduler, lock_key, window_key
+from workers.scheduler import Schedule, Scheduler, interval_key, lock_key, window_key
 
 HOUR = 3600.0
 
@@ -161,6 +161,29 @@ async def test_two_schedulers_at_once_take_turns(idle_pipeline: Pipeline) -> Non
     assert idle_pipeline.redis.exists(lock_key(idle_pipeline.config.redis.namespace)) == 0
 
 
+async def test_a_fleet_of_schedulers_reconciles_once_per_interval(
+    idle_pipeline: Pipeline,
+) -> None:
+    """Two schedulers ticking out of phase (as on two hosts): every interval is reconciled
+    by one of them, not by both."""
+    seed(idle_pipeline, "cometchat", 5, first=time.time() - HOUR)
+    interval = 0.4
+    schedule = Schedule(interval_s=interval, lookback_s=3 * HOUR)
+    runs: list[Summary] = []
+    async with (
+        scheduler(idle_pipeline, schedule, runs) as one,
+        scheduler(idle_pipeline, schedule, runs) as two,
+        running(one),
+    ):
+        await asyncio.sleep(interval / 2)  # the second host ticks half an interval later
+        async with running(two):
+            await until(lambda: len(of("cometchat", runs)) >= 8, 20, "eight scheduled runs")
+    starts = sorted(run.started_at for run in of("cometchat", runs))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.8 * interval, gaps  # twice in one interval would be ~interval / 2
+    assert max(gaps) < 2 * interval, gaps  # and no interval went without a run
+
+
 async def test_a_run_that_loses_the_lock_stops_without_recording(idle_pipeline: Pipeline) -> None:
     seed(idle_pipeline, "cometchat", MANY, first=time.time() - 2 * HOUR)
     idle_pipeline.state("cometchat").faults = Faults(latency_s=0.3)
@@ -241,7 +264,8 @@ async def test_a_failing_page_leaves_the_window_unrecorded(idle_pipeline: Pipeli
         assert recorded_end(idle_pipeline, "cometchat") == last_good
 
         state.faults = Faults()
-        (caught_up,) = of("cometchat", await scheduling.tick())
+        idle_pipeline.redis.delete(interval_key(idle_pipeline.config.redis.namespace))
+        (caught_up,) = of("cometchat", await scheduling.tick())  # the next interval
     assert caught_up.since == last_good
     assert caught_up.ok
     assert fed_ids(idle_pipeline) == {c.call_id for c in calls}
