@@ -227,6 +227,7 @@ def _sentinel(
     quorum: int,
     password: str | None,
     sentinel_password: str | None,
+    down_after_ms: int = DOWN_AFTER_MS,
 ) -> Node:
     port = free_port()
     lines = [
@@ -235,7 +236,7 @@ def _sentinel(
         "protected-mode no",
         f"dir {directory}",
         f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} {quorum}",
-        f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+        f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
         f"sentinel parallel-syncs {SERVICE} 1",
     ]
@@ -256,9 +257,11 @@ def redis_topology(
     sentinels: int = 0,
     password: str | None = None,
     sentinel_password: str | None = None,
+    down_after_ms: int = DOWN_AFTER_MS,
 ) -> Iterator[Topology]:
     """A primary, `replicas` replicas in sync with it and `sentinels` sentinels watching it
-    (quorum: a majority), all running for the block and stopped after it."""
+    (quorum: a majority; a primary is down after `down_after_ms` without an answer), all
+    running for the block and stopped after it."""
     directory.mkdir(parents=True, exist_ok=True)
     primary = _data_node("primary", directory, password)
     topology = Topology(primary, [], [], password, sentinel_password)
@@ -271,7 +274,13 @@ def redis_topology(
         quorum = sentinels // 2 + 1
         for index in range(sentinels):
             sentinel = _sentinel(
-                f"sentinel{index}", directory, primary, quorum, password, sentinel_password
+                f"sentinel{index}",
+                directory,
+                primary,
+                quorum,
+                password,
+                sentinel_password,
+                down_after_ms,
             )
             topology.sentinels.append(sentinel)
             sentinel.start()
