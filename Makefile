@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos check lint typecheck bench clean lock chromium screenshots
+.PHONY: run test chaos check lint typecheck bench clean lock chromium redis-server screenshots
 
 # Every machine installs exactly what requirements.lock pins (hashes checked), then
 # Callhook itself without resolving anything again.
@@ -26,7 +26,7 @@ lock:
 run: $(STAMP)
 	$(BIN)/callhook up
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium redis-server
 	$(BIN)/pytest -q -m "not chaos" --durations=15
 
 # The console's browser test drives Debian's chromium (Playwright's own browser download
@@ -38,12 +38,22 @@ chromium:
 		$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
+# Tests start redis-server processes of their own (a server where none answers, the chaos
+# suite's, primaries, replicas and sentinels: `redis-server --sentinel`): Debian's
+# redis-server, installed here when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server for the tests' own Redis processes"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q redis-server >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server >/dev/null; }; }
+
 # a PNG of every console page from the browser test's scenario, for docs/console.md
 screenshots: $(STAMP) chromium
 	CALLHOOK_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/browser
 
 # real processes broken on purpose (tests/chaos); figures in var/chaos/results.jsonl
-chaos: $(STAMP)
+chaos: $(STAMP) redis-server
 	$(BIN)/pytest -q -m chaos tests/chaos
 
 check: lint typecheck
