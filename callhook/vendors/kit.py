@@ -143,7 +143,7 @@ class VendorKit(Generic[ConfigT]):
             value = getattr(config, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 secret = value.get_secret_value()
-                forms.extend({secret, secret.removeprefix("whsec_")})
+                forms += [secret, secret.removeprefix("whsec_")]
         call = self.simulated_call(None, now=0.0)
         delivery = self.simulate_delivery(config, self.completed_type, call, now=0.0)
         for header, value in delivery.headers.items():

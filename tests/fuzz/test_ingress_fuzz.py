@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from callhook.events import Delivery
 from callhook.vendors import VENDORS
-from tests.fuzz.conftest import MAX_BODY_BYTES, SECRET_TEXTS, FuzzIngress
+from tests.fuzz.conftest import MAX_BODY_BYTES, SECRET_TEXTS, SOURCES, FuzzIngress
 from tests.fuzz.mutations import (
     BODY_MUTATIONS,
     HEADER_MUTATIONS,
@@ -64,7 +64,10 @@ def realistic(source: str, data: st.DataObject) -> Delivery:
     return vendor.kit.simulate_delivery(scheme, vendor_type, call, now=now)
 
 
-FUZZ_SOURCES: dict[str, Any] = {}
+#: each fuzzed source's config, as the ingress under test parses it from the same tables
+FUZZ_SOURCES: dict[str, Any] = {
+    name: VENDORS[name].config_model.model_validate(table) for name, table in SOURCES.items()
+}
 
 
 SHIFT_TIME = st.builds(
@@ -198,7 +201,7 @@ def check_logs(fuzz: FuzzIngress) -> None:
 
 
 def fuzz_vendor(fuzz: FuzzIngress, source: str) -> None:
-    FUZZ_SOURCES[source] = fuzz.config.sources[source]
+    assert fuzz.config.sources[source] == FUZZ_SOURCES[source]
 
     @FUZZ_SETTINGS
     @given(data=st.data())
