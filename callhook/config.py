@@ -159,6 +159,10 @@ class WorkersConfig(_Section):
     #: on SIGTERM, how long in-flight messages get to finish; a process still holding some
     #: then exits with status 5, leaving them unacknowledged (they are redelivered)
     shutdown_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    #: a worker process silent this long is taken for dead and the messages it held go back
+    #: to their queues; each process beats every sixth of it. Set it alike on every host: a
+    #: shorter one elsewhere takes a live worker for dead (its work then runs twice)
+    heartbeat_timeout_s: float = Field(default=30.0, ge=3, le=3600)
 
 
 class RecordingsConfig(_Section):

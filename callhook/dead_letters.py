@@ -263,7 +263,7 @@ class DeadLetters:
                 self.replicas,
                 f"dlq:{entry.id}",
                 queue_write,
-                what="dead letter",
+                what="dead_letter",
                 context={"source": entry.source, "call_id": entry.call_id, "queue": queue},
             )
             # [] when a try whose answer was lost had written it: nothing more to count

@@ -73,6 +73,13 @@ reconcile_calls_total = Counter(
     "Calls seen by reconcile, by source and outcome (seen, new, updated, failed).",
     ["source", "outcome"],
 )
+replication_unconfirmed_total = Counter(
+    "callhook_replication_unconfirmed",
+    "Writes that fewer than [redis] replicas_ack replicas confirmed within the WAIT, by "
+    "where (accept: answered 503; retry, dead_letter: the worker confirms again before it "
+    "acknowledges the message they replace).",
+    ["where"],
+)
 journal_write_errors_total = Counter(
     "callhook_journal_write_errors",
     "Call-journal writes that failed or timed out, by where (ingress, enrich, deliver, "

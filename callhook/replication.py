@@ -33,6 +33,8 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
+from callhook import metrics
+
 if TYPE_CHECKING:
     from callhook.config import RedisConfig
 
@@ -143,7 +145,8 @@ async def until_replicated(
 ) -> None:
     """`write` once, then `confirm` until `replicas.count` replicas acknowledged; `write`
     again whenever `confirm` finds the marker gone. A Redis error on the way is one more
-    unconfirmed try: the next confirmation tells whether the write landed."""
+    unconfirmed try: the next confirmation tells whether the write landed. `what` names the
+    write in logs and in `callhook_replication_unconfirmed_total{where}`."""
     pause = 0.5
     tried = False
     while True:
@@ -154,6 +157,7 @@ async def until_replicated(
                 acked = await write()
             if acked >= replicas.count:
                 return
+            metrics.replication_unconfirmed_total.labels(what).inc()
             problem = f"{acked} of {replicas.count} replica(s) confirmed in {replicas.wait_ms} ms"
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             problem = f"redis: {type(exc).__name__}"

@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
+from callhook import metrics
 from callhook.errors import AcceptUnavailable
 from callhook.events import Event
 from callhook.journal import updates
@@ -146,6 +147,7 @@ class Acceptor:
             ) from exc
         if self.replicas is not None and acked is not None and acked < self.replicas.count:
             # written (or found) on the primary: the vendor's retry is a duplicate that waits
+            metrics.replication_unconfirmed_total.labels("accept").inc()
             raise AcceptUnavailable(
                 f"{acked} of {self.replicas.count} replica(s) confirmed the accept within "
                 f"{self.replicas.wait_ms} ms"

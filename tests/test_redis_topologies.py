@@ -21,6 +21,7 @@ import pytest
 import redis
 import redis.asyncio
 from click.testing import CliRunner
+from prometheus_client import REGISTRY
 
 from callhook.cli import main
 from callhook.config import Config, parse_config, redacted
@@ -274,6 +275,12 @@ def test_after_the_primary_is_killed_ingress_and_clients_follow_the_new_one(
 # --- replicas_ack ---------------------------------------------------------------------------
 
 
+def unconfirmed_count(where: str) -> float:
+    """`callhook_replication_unconfirmed_total{where}` as this process's /metrics shows it."""
+    value = REGISTRY.get_sample_value("callhook_replication_unconfirmed_total", {"where": where})
+    return value or 0.0
+
+
 def test_an_accept_waits_for_a_replica_and_a_503_retry_lands_once(
     tmp_path: Path, replicated: Topology
 ) -> None:
@@ -294,6 +301,7 @@ def test_an_accept_waits_for_a_replica_and_a_503_retry_lands_once(
 
         replica_node.pause()  # it stops acknowledging
         try:
+            before = unconfirmed_count("accept")
             unconfirmed = new_delivery(config)
             started = time.monotonic()
             refused = post(ingress, unconfirmed)
@@ -303,6 +311,7 @@ def test_an_accept_waits_for_a_replica_and_a_503_retry_lands_once(
             assert took < config.redis.accept_timeout_s + 0.5, took
             # the write landed on the primary: the vendor's retry will find it
             assert event_key(config, unconfirmed) in enqueued_keys(primary)
+            assert unconfirmed_count("accept") == before + 1
             # and a retry while the replica is still away is refused again
             assert post(ingress, unconfirmed).status_code == 503
         finally:
@@ -341,6 +350,7 @@ async def test_a_dead_letter_is_not_done_until_a_replica_holds_it(
     dead_letters = DeadLetters(client, NAMESPACE, replicas=replicas)
     entries = dlq_entries_key(NAMESPACE, DELIVER_QUEUE)
     caplog.set_level(logging.WARNING, logger="callhook.replication")
+    before = unconfirmed_count("dead_letter")
     try:
         replica_node.pause()
         adding = asyncio.create_task(
@@ -356,7 +366,8 @@ async def test_a_dead_letter_is_not_done_until_a_replica_holds_it(
         done, _ = await asyncio.wait({adding}, timeout=1.5)
         assert not done, "a dead letter no replica holds counted as written"
         assert primary.hlen(entries) == 1, "written on the primary, waiting for the replica"
-        assert "dead letter not yet replicated (0 of 1 replica(s)" in caplog.text
+        assert "dead_letter not yet replicated (0 of 1 replica(s)" in caplog.text
+        assert unconfirmed_count("dead_letter") > before
 
         # a failover to a replica that never got it: the entry and its marker are gone
         (entry_id,) = primary.hkeys(entries)
@@ -385,6 +396,7 @@ async def test_a_retry_is_not_enqueued_until_a_replica_holds_it_and_only_once(
     replica_node = replicated.replicas[0]
     delay_queue = queue_key(NAMESPACE, f"{retry_queue(DELIVER_QUEUE)}.DQ")
     caplog.set_level(logging.WARNING, logger="callhook.replication")
+    before = unconfirmed_count("retry")
     try:
         replica_node.pause()
         kwargs = {"source": SOURCE, "call_id": "C1", "sink": "crm", "attempt": 1}
@@ -392,6 +404,7 @@ async def test_a_retry_is_not_enqueued_until_a_replica_holds_it_and_only_once(
         done, _ = await asyncio.wait({retrying}, timeout=1.5)
         assert not done, "a retry no replica holds counted as enqueued"
         assert "retry not yet replicated" in caplog.text
+        assert unconfirmed_count("retry") > before
         assert primary.llen(delay_queue) == 1
         replica_node.resume()
         await asyncio.wait_for(retrying, timeout=10)

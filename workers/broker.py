@@ -5,13 +5,13 @@ stops heart-beating for `heartbeat_timeout` and a "maintenance" pass runs. Stock
 heart-beats only while a consumer fetches, and runs maintenance on a random 0.1% of
 commands, so after a SIGKILL a message could wait many minutes. Callhook:
 
-* heart-beats every `HEARTBEAT_INTERVAL_S` (5 s) from a thread of its own, so a busy
-  worker is never taken for dead;
-* declares a worker dead after `HEARTBEAT_TIMEOUT_MS` (30 s) of silence;
+* heart-beats every sixth of its heartbeat timeout (5 s) from a thread of its own, so a
+  busy worker is never taken for dead;
+* declares a worker dead after `[workers] heartbeat_timeout_s` (30 s) of silence;
 * runs maintenance on every queue from that same thread at each beat.
 
-So a message held by a SIGKILLed worker is redelivered within about 35 s while any other
-worker runs (docs/operations.md).
+So a message held by a SIGKILLed worker is redelivered within about 35 s (the timeout and
+one beat) while any other worker runs (docs/operations.md).
 
 Delayed messages (retries waiting in a `.DQ` queue) need one more thing. A worker fetches
 them into an in-memory delay queue, and when Redis goes away Dramatiq's consumer thread
@@ -46,8 +46,8 @@ from dramatiq.middleware import AsyncIO, CurrentMessage, ShutdownNotifications
 
 from callhook.replication import Replicas, write_once_sync
 
-HEARTBEAT_TIMEOUT_MS = 30_000
-HEARTBEAT_INTERVAL_S = 5.0
+#: beats per heartbeat timeout: a worker is taken for dead after missing about six
+HEARTBEATS_PER_TIMEOUT = 6
 #: dead-lettered messages in Dramatiq's own XQ (only reached by bugs) are kept 7 days
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
 #: message ids per requeue script call (Lua's unpack has a limit)
@@ -63,7 +63,8 @@ class RedisUnavailable(ConnectionClosed, redis.exceptions.ConnectionError):
 
 class CallhookBroker(RedisBroker):
     """`client`: a blocking client of the primary (callhook/redis_connect.py `sync_client`);
-    `replicas`: what `enqueue_replicated` waits for (`[redis] replicas_ack`)."""
+    `replicas`: what `enqueue_replicated` waits for (`[redis] replicas_ack`);
+    `heartbeat_timeout_s`: `[workers] heartbeat_timeout_s`."""
 
     def __init__(
         self,
@@ -71,18 +72,20 @@ class CallhookBroker(RedisBroker):
         client: redis.Redis,
         namespace: str,
         replicas: Replicas | None = None,
+        heartbeat_timeout_s: float = 30.0,
         **options: Any,
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             client=client,
             namespace=namespace,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            heartbeat_timeout=int(heartbeat_timeout_s * 1000),
             dead_message_ttl=DEAD_MESSAGE_TTL_MS,
             maintenance_chance=0,  # replaced by the housekeeping thread below
             middleware=[ShutdownNotifications(), CurrentMessage(), AsyncIO()],
             **options,
         )
         self.replicas = replicas
+        self.heartbeat_interval_s = heartbeat_timeout_s / HEARTBEATS_PER_TIMEOUT
         self._housekeeping_stop = threading.Event()
         self._housekeeping_thread: threading.Thread | None = None
 
@@ -153,7 +156,7 @@ class CallhookBroker(RedisBroker):
 
     def start_housekeeping(self) -> None:
         """Heart-beat and run maintenance on every declared queue from a daemon thread,
-        every HEARTBEAT_INTERVAL_S, for as long as the process lives (workers call this)."""
+        every `heartbeat_interval_s`, for as long as the process lives (workers call this)."""
         if self._housekeeping_thread is not None:
             return
         self._housekeeping_thread = threading.Thread(
@@ -181,7 +184,7 @@ class CallhookBroker(RedisBroker):
             )
 
     def _housekeeping_loop(self) -> None:
-        while not self._housekeeping_stop.wait(HEARTBEAT_INTERVAL_S):
+        while not self._housekeeping_stop.wait(self.heartbeat_interval_s):
             try:
                 self.housekeeping()
             except Exception:  # noqa: S112 - outages are reported by the consumers

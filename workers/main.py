@@ -136,6 +136,7 @@ def build_broker(config: Config, tuning: WorkerTuning | None = None) -> Callhook
         client=sync_client(config.redis),
         namespace=config.redis.namespace,
         replicas=Replicas.from_config(config.redis),
+        heartbeat_timeout_s=config.workers.heartbeat_timeout_s,
     )
     # after AsyncIO: its after_worker_shutdown must run once ours has closed the clients
     broker.add_middleware(RuntimeLifecycle())
