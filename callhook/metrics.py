@@ -1,8 +1,21 @@
-"""Every Prometheus metric Callhook exposes, defined once (docs/operations.md lists them)."""
+"""Every Prometheus metric Callhook exposes, defined once (docs/operations.md lists them).
+
+A group of processes (`callhook worker`, `callhook up`'s, `callhook serve --workers N`)
+writes its samples to one directory, `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's
+multiprocess mode), and whoever serves them merges that directory: one scrape covers the
+group. `exposition` is that for the ingress's `/metrics`.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: the environment variable prometheus-client reads for a group's shared directory
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -56,6 +69,7 @@ dead_letters = Gauge(
     "callhook_dead_letters",
     "Dead-lettered work items currently stored, by stage queue.",
     ["queue"],
+    multiprocess_mode="mostrecent",
 )
 dead_letters_dropped_total = Counter(
     "callhook_dead_letters_dropped",
@@ -67,6 +81,7 @@ queue_depth = Gauge(
     "callhook_queue_depth",
     "Messages waiting in each work queue (read from Redis at scrape time).",
     ["queue"],
+    multiprocess_mode="mostrecent",
 )
 reconcile_calls_total = Counter(
     "callhook_reconcile_calls",
@@ -86,3 +101,17 @@ journal_write_errors_total = Counter(
     "action); the work they describe went on.",
     ["where"],
 )
+
+
+def merged_registry(directory: str) -> CollectorRegistry:
+    """A registry of every sample the processes writing to `directory` have written."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return registry
+
+
+def exposition() -> bytes:
+    """Prometheus text: this process's samples, or, in a group of processes sharing a
+    multiprocess directory, every process's merged."""
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    return _generate_latest(merged_registry(directory) if directory else REGISTRY)

@@ -64,9 +64,8 @@ def create_app(config: Config, *, client: redis.asyncio.Redis | None = None) -> 
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            tally.stop()
+            await flusher
             if client is None:
                 await redis_conn.aclose()
 

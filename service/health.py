@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import redis.exceptions
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -37,7 +37,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text; queue depths and dead-letter counts are read from Redis now."""
+    """Prometheus text (every ingress process's, under `callhook serve --workers N`); queue
+    depths and dead-letter counts are read from Redis now."""
     state: AppState = request.app.state.callhook
     namespace = state.config.redis.namespace
     try:
@@ -54,4 +55,4 @@ async def metrics_endpoint(request: Request) -> Response:
             metrics.dead_letters.labels(stage).set(dead)
     except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
         log.warning("metrics: could not read queue depths from redis: %s", type(exc).__name__)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from starlette.applications import Starlette
 from callhook import logs
 from callhook.config import ENV_PATH_VARIABLE, Config, load_config
 from callhook.lifecycle import die_with_multiprocessing_parent
+from callhook.metrics import MULTIPROCESS_DIR_VARIABLE
 from service.app import create_app
 from service.protocol import Limits, guarded_protocol
 
@@ -27,10 +30,16 @@ def serve(
         freeze_startup_heap()
         uvicorn.run(app, **options)
         return
-    # Several processes need an import string; each loads the same config file again.
+    # Several processes need an import string; each loads the same config file again, and
+    # writes its metrics to one directory that each serves merged (callhook/metrics.py).
     if Path(config.origin).is_file():
         os.environ[ENV_PATH_VARIABLE] = str(Path(config.origin).resolve())
-    uvicorn.run("service.run:app_from_config", factory=True, workers=workers, **options)
+    metrics_dir = tempfile.mkdtemp(prefix="callhook-ingress-metrics-")
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
+    try:
+        uvicorn.run("service.run:app_from_config", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def server_options(

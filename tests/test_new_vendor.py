@@ -32,7 +32,7 @@ SUITES = {
     "tests/fuzz/test_ingress_fuzz.py": 1,
     "tests/workers/test_pipeline.py": 1,
 }
-SANDBOX_TEST = "tests/test_up.py::test_up_then_send_test_event_for_each_vendor"
+SANDBOX_TEST = "tests/test_up.py::test_up_then_send_test_event_for_each_vendor[next-port-free]"
 
 
 def copy_project(into: Path) -> None:

@@ -23,6 +23,7 @@ from types import FrameType
 from callhook.config import ENV_PATH_VARIABLE, Config
 from callhook.errors import ConfigError
 from callhook.lifecycle import child_command
+from callhook.metrics import MULTIPROCESS_DIR_VARIABLE, merged_registry
 from workers.shutdown import dramatiq_timeout_ms
 
 DEFAULT_METRICS_PORT = 9191
@@ -57,7 +58,7 @@ def worker_environment(config: Config, metrics_dir: str | None = None) -> dict[s
     if Path(config.origin).is_file():
         env[ENV_PATH_VARIABLE] = str(Path(config.origin).resolve())
     if metrics_dir is not None:
-        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        env[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
     return env
 
 
@@ -103,13 +104,9 @@ def remove_metrics(directory: str | None) -> None:
 def serve_metrics(port: int, *, addr: str = ALL_INTERFACES, directory: str | None = None) -> None:
     """Serve Prometheus metrics from a daemon thread: the samples every process wrote to
     `directory`, or (None) this process's own registry. ConfigError if the port is taken."""
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import REGISTRY, start_http_server
 
-    registry = REGISTRY
-    if directory is not None:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)
+    registry = REGISTRY if directory is None else merged_registry(directory)
     try:
         start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:

@@ -93,10 +93,17 @@ class FleetLock:
     async def release(self) -> None:
         await self._release(keys=[self.key], args=[self.token])
 
-    async def keep(self) -> None:
-        """Renew every third of the expiry until cancelled; raise LockLost if it went."""
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
+    async def keep(self, until: asyncio.Event) -> None:
+        """Renew every third of the expiry until `until` is set; raise LockLost if it went.
+
+        Ended by the event rather than by cancelling: a cancellation landing in `renew`
+        can be absorbed by redis-py (callhook/journal/tally.py `run`), and a keeper that
+        went on would hold the tick, and the fleet's lock, for ever."""
+        while not until.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ttl_ms / 3000):
+                    await until.wait()
+                    return
             await self.renew()
 
 
@@ -176,9 +183,10 @@ class Scheduler:
         summaries: list[Summary] = []
         try:
             async with asyncio.TaskGroup() as group:
-                keeper = group.create_task(lock.keep())
+                worked = asyncio.Event()
+                group.create_task(lock.keep(until=worked))
                 work = group.create_task(self._every_source(summaries))
-                work.add_done_callback(lambda _: keeper.cancel())
+                work.add_done_callback(lambda _: worked.set())
         except* LockLost as lost:
             log.error("reconcile run cancelled: %s", lost.exceptions[0])
         except* (redis.exceptions.RedisError, OSError) as failed:

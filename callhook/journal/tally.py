@@ -14,6 +14,7 @@ and the time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, defaultdict, deque
 from typing import Any
@@ -42,6 +43,7 @@ class IngressTally:
         self.client = client
         self.prefix = prefix(namespace)
         self.timeout_s = timeout_s
+        self._stopping = asyncio.Event()
         self._reset()
 
     def _reset(self) -> None:
@@ -105,10 +107,18 @@ class IngressTally:
             report_failure(f"ingress counts: {type(exc).__name__}", "ingress")
 
     async def run(self) -> None:
-        """Flush every FLUSH_INTERVAL_S until cancelled (then once more)."""
-        try:
-            while True:
-                await asyncio.sleep(FLUSH_INTERVAL_S)
-                await self.flush()
-        finally:
+        """Flush every FLUSH_INTERVAL_S until `stop()`, then once more.
+
+        Ended by `stop()`, not by cancelling the task: redis-py (8.1) can absorb a
+        cancellation that lands in a command (the task's cancel request is counted, no
+        CancelledError is raised), and a loop ended by cancelling would then go on for
+        ever, holding the ingress's shutdown open (redis/redis-py#2028 is of that kind)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    await self._stopping.wait()
             await self.flush()
+
+    def stop(self) -> None:
+        """End `run` after one last flush (bounded by `timeout_s`)."""
+        self._stopping.set()
