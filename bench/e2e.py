@@ -54,9 +54,10 @@ from bench.processes import (
     tree_cpu_seconds,
 )
 from bench.pyspy import profiled
-from callhook.config import Config, load_config
+from callhook.config import Config, RedisConfig, load_config
 from callhook.journal import prefix
 from callhook.queues import QUEUES, STAGES, dlq_entries_key, messages_key
+from callhook.redis_connect import sync_client
 from callhook.sinks.s3_recordings import key_segment
 from callhook.vendors import VENDORS
 
@@ -151,7 +152,7 @@ def last_write(by_sink: dict[str, dict[str, float]], call: loadgen.Call) -> floa
 @contextlib.contextmanager
 def running_world(args: argparse.Namespace, directory: Path, namespace: str) -> Iterator[World]:
     ports = {name: free_port() for name in (*OUTSIDE, "ingress")}
-    client = redis.Redis.from_url(args.redis_url)
+    client = sync_client(RedisConfig(url=args.redis_url))  # a Sentinel address too
     with contextlib.ExitStack() as stack:
         stack.callback(client.close)
         stack.callback(lambda: print(f"deleted {delete_namespace(client, namespace)} Redis keys"))

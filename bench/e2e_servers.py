@@ -35,6 +35,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from callhook.config import RedisConfig
+from callhook.redis_connect import async_client
 from callhook.sandbox import prepare
 from callhook.vendors.kit import Faults
 
@@ -180,7 +182,6 @@ async def _execute(dsn: str, statement: str) -> None:
 async def _migrate(url: str, redis_url: str, namespace: str) -> None:
     """Start (and so migrate) a database sink on `url`, as a worker would."""
     import httpx
-    import redis.asyncio
 
     from callhook.sinks import SINKS
     from callhook.sinks.base import SinkResources
@@ -189,7 +190,7 @@ async def _migrate(url: str, redis_url: str, namespace: str) -> None:
     config = sink_type.config_model.model_validate(
         {"name": "warehouse", "type": "database", "url": url}
     )
-    client = redis.asyncio.Redis.from_url(redis_url)
+    client = async_client(RedisConfig(url=redis_url))
     async with httpx.AsyncClient() as http:
         sink = sink_type(config, SinkResources(http, client, namespace))
         try:

@@ -37,7 +37,9 @@ from bench.processes import (
     tree_cpu_seconds,
 )
 from bench.pyspy import profiled
-from callhook.config import Config, load_config
+from callhook.config import Config, RedisConfig, load_config
+from callhook.redaction import redact_url
+from callhook.redis_connect import sync_client
 from callhook.sandbox import prepare
 from callhook.vendors import VENDORS
 
@@ -242,10 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     namespace = f"bench-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(args.redis_url)
+    client = sync_client(RedisConfig(url=args.redis_url))  # a Sentinel address too
     print(
         f"ingress benchmark: vendors {', '.join(VENDORS)}; "
-        f"Redis {args.redis_url} under {namespace}:*; {os.cpu_count()} CPUs"
+        f"Redis {redact_url(args.redis_url)} under {namespace}:*; {os.cpu_count()} CPUs"
     )
     try:
         with tempfile.TemporaryDirectory(prefix="callhook-bench-") as tmp:
