@@ -25,6 +25,17 @@ were waiting during a Redis outage would never run until the worker restarts. Ca
 * raises `RedisUnavailable`, which Dramatiq's consumer threads take as a connection error,
   when an enqueue finds Redis away, so the thread restarts instead of dying.
 
+A live worker's ack set can also hold messages it is not working on, which no heartbeat
+timeout frees either: a fetch whose reply was lost with the connection (Redis moved the
+messages, the worker never saw them), or, after a Sentinel failover, an acknowledgement the
+new primary never received (the work it stood for may be lost with it: the writes just
+before it were in the same replication lag). Callhook keeps the Redis ids of the messages
+each process fetched and has not acknowledged, nacked or given back (`do_fetch` and the
+rest), and each housekeeping pass compares them with the process's ack sets: a message
+found there twice in a row (one beat apart, so a fetch being recorded is not taken for
+one) that the process does not hold is given back to its queue and logged (`gave back`).
+A stray whose work was done runs once more, idempotently; none waits for a restart.
+
 Its Redis client is handed in (callhook/redis_connect.py: a plain URL or Sentinel). With
 `[redis] replicas_ack`, a worker's retry is enqueued by `enqueue_replicated`, which waits
 until that many replicas hold it (callhook/replication.py).
@@ -32,9 +43,12 @@ until that many replicas hold it (callhook/replication.py).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
@@ -52,6 +66,8 @@ HEARTBEATS_PER_TIMEOUT = 6
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
 #: message ids per requeue script call (Lua's unpack has a limit)
 _REQUEUE_BATCH = 500
+
+log = logging.getLogger("callhook.workers")
 
 
 class RedisUnavailable(ConnectionClosed, redis.exceptions.ConnectionError):
@@ -88,11 +104,51 @@ class CallhookBroker(RedisBroker):
         self.heartbeat_interval_s = heartbeat_timeout_s / HEARTBEATS_PER_TIMEOUT
         self._housekeeping_stop = threading.Event()
         self._housekeeping_thread: threading.Thread | None = None
+        #: queue -> Redis ids of the messages this process fetched and still holds
+        self._held: defaultdict[str, set[str]] = defaultdict(set)
+        self._held_lock = threading.Lock()
+        #: queue -> ids the last housekeeping pass found in the ack set but not held
+        self._strays: dict[str, set[str]] = {}
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         if queue_name.endswith(".DQ"):
             self._requeue_held(queue_name)
         return super().consume(queue_name, prefetch, timeout)
+
+    # What this process holds: the consumers' fetches, acks, nacks and requeues, each
+    # Dramatiq's own dispatch command, noted around it.
+
+    def do_fetch(self, queue_name: str, count: int) -> list[bytes | None]:
+        fetched: list[bytes | None] = self._dispatch("fetch")(queue_name, count)  # type: ignore[no-untyped-call]
+        ids = {
+            dramatiq.Message.decode(data).options["redis_message_id"]
+            for data in fetched
+            if data is not None
+        }
+        with self._held_lock:
+            self._held[queue_name] |= ids
+        return fetched
+
+    def do_ack(self, queue_name: str, message_id: str) -> Any:
+        try:
+            return self._dispatch("ack")(queue_name, message_id)  # type: ignore[no-untyped-call]
+        finally:
+            self._release_held(queue_name, [message_id])
+
+    def do_nack(self, queue_name: str, message_id: str) -> Any:
+        try:
+            return self._dispatch("nack")(queue_name, message_id)  # type: ignore[no-untyped-call]
+        finally:
+            self._release_held(queue_name, [message_id])
+
+    def do_requeue(self, queue_name: str, *message_ids: str) -> Any:
+        result = self._dispatch("requeue")(queue_name, *message_ids)  # type: ignore[no-untyped-call]
+        self._release_held(queue_name, message_ids)
+        return result
+
+    def _release_held(self, queue_name: str, message_ids: Iterable[str]) -> None:
+        with self._held_lock:
+            self._held[queue_name].difference_update(message_ids)
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
         try:
@@ -166,9 +222,11 @@ class CallhookBroker(RedisBroker):
 
     def housekeeping(self) -> None:
         """One pass: the dispatch script's `qsize` with maintenance forced on, per queue.
-        It records this process's heartbeat and requeues messages held by dead workers."""
+        It records this process's heartbeat and requeues messages held by dead workers;
+        then this process's own strays are given back (see the module docstring)."""
         dispatch = self.scripts["dispatch"]
-        for queue_name in sorted(self.queues | self.delay_queues):
+        queue_names = sorted(self.queues | self.delay_queues)
+        for queue_name in queue_names:
             dispatch(
                 keys=[self.namespace],
                 args=[
@@ -182,6 +240,32 @@ class CallhookBroker(RedisBroker):
                     self._max_unpack_size(),  # type: ignore[no-untyped-call]
                 ],
             )
+        for queue_name in queue_names:
+            self._give_back_strays(queue_name)
+
+    def _give_back_strays(self, queue_name: str) -> None:
+        """Requeue what this process's ack set of `queue_name` held at this pass and the
+        last one while the process did not hold it."""
+        key = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        in_ack_set = {
+            m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(key)
+        }
+        with self._held_lock:
+            strays = in_ack_set - self._held[queue_name]
+        confirmed = sorted(strays & self._strays.get(queue_name, set()))
+        self._strays[queue_name] = strays.difference(confirmed)
+        if not confirmed:
+            return
+        for start in range(0, len(confirmed), _REQUEUE_BATCH):
+            self.do_requeue(queue_name, *confirmed[start : start + _REQUEUE_BATCH])
+        log.warning(
+            "gave back %d message(s) of %s that this worker's acknowledgement set held but "
+            "the worker was not working on (a fetch whose reply was lost, or an "
+            "acknowledgement a Redis failover lost); they run again",
+            len(confirmed),
+            queue_name,
+            extra={"queue": queue_name, "given_back": len(confirmed)},
+        )
 
     def _housekeeping_loop(self) -> None:
         while not self._housekeeping_stop.wait(self.heartbeat_interval_s):

@@ -15,12 +15,14 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from callhook.queues import ENRICH_QUEUE, queue_key
 from callhook.vendors.kit import Faults
 from tests.servers import RedisServer, free_port, stop_group, wait_until_answers
 from tests.sinks._s3_support import moto_s3
@@ -114,6 +116,33 @@ def test_sigkilled_worker_messages_are_redelivered(idle_pipeline: Pipeline, tmp_
         f"redelivered {len(lines)} messages {redelivered_after:.1f}s after SIGKILL; "
         f"SIGTERM stop took {stopped_in:.1f}s"
     )
+
+
+def test_a_live_worker_runs_work_its_ack_set_held_unknown_to_it(
+    idle_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """After a Redis failover the new primary can list, in a live worker's ack set, a
+    message whose acknowledgement (and the work it stood for) was lost with the old
+    primary. The worker gives it back and the call is delivered, with no restart."""
+    pipeline = idle_pipeline
+    namespace = pipeline.config.redis.namespace
+    call = pipeline.new_call("cometchat")
+    assert pipeline.post("cometchat", "call_ended", call).status_code == 200
+    enrich = queue_key(namespace, ENRICH_QUEUE)
+    stray = cast(bytes | None, pipeline.redis.lpop(enrich))  # stored still, in no queue
+    assert stray is not None
+    log = tmp_path / "worker.log"
+    with worker_process(Path(pipeline.config.origin), log):
+        heartbeats = f"{namespace}:__heartbeats__"
+        wait(lambda: pipeline.redis.zcard(heartbeats) >= 1, 60, "the worker to beat")
+        (worker_id,) = (
+            m.decode() for m in cast(list[bytes], pipeline.redis.zrange(heartbeats, 0, -1))
+        )
+        pipeline.redis.sadd(f"{namespace}:__acks__.{worker_id}.{ENRICH_QUEUE}", stray)
+        (line,) = pipeline.wait_for(1, timeout=30)
+        assert line["record"]["call_id"] == call.call_id
+        assert pipeline.redis.zcard(heartbeats) == 1, "the same worker, never restarted"
+    assert f"gave back 1 message(s) of {ENRICH_QUEUE}" in log.read_text()
 
 
 def test_two_worker_processes_share_work_and_the_rate_limit(
