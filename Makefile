@@ -39,14 +39,14 @@ chromium:
 		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # Tests start redis-server processes of their own (a server where none answers, the chaos
-# suite's, primaries, replicas and sentinels: `redis-server --sentinel`): Debian's
-# redis-server, installed here when missing.
+# suite's, primaries, replicas and sentinels: `redis-server --sentinel`, some over TLS with
+# certificates made by `openssl`): Debian's redis-server and openssl, installed when missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing Debian's redis-server for the tests' own Redis processes"; \
+	@command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server and openssl for the tests' own Redis processes"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get install -y -q redis-server >/dev/null 2>&1 || \
-		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server >/dev/null; }; }
+		$$SUDO apt-get install -y -q redis-server openssl >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server openssl >/dev/null; }; }
 
 # a PNG of every console page from the browser test's scenario, for docs/console.md
 screenshots: $(STAMP) chromium

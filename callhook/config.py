@@ -57,7 +57,7 @@ class _Section(BaseModel):
 class RedisConfig(_Section):
     #: a plain Redis URL, or a Sentinel address (callhook/redis_connect.py)
     url: str = "redis://127.0.0.1:6379/0"
-    #: the sentinels' own password, when they need one (`redis+sentinel://` URLs only)
+    #: the sentinels' own password, when they need one (Sentinel URLs only)
     sentinel_password: SecretStr | None = None
     #: prefix of every key Callhook and its Dramatiq broker write
     namespace: str = Field(default="callhook", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -76,7 +76,10 @@ class RedisConfig(_Section):
         if is_sentinel_url(value):
             parse_sentinel_url(value)  # a ValueError says what is wrong, password unquoted
         elif not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+            raise ValueError(
+                "must be a redis://, rediss://, unix://, redis+sentinel:// or "
+                "rediss+sentinel:// URL"
+            )
         return value
 
     @field_validator("sentinel_password")
@@ -86,7 +89,7 @@ class RedisConfig(_Section):
     ) -> SecretStr | None:
         url = info.data.get("url")
         if value is not None and url is not None and not is_sentinel_url(url):
-            raise ValueError("only used with a redis+sentinel:// url")
+            raise ValueError("only used with a redis+sentinel:// or rediss+sentinel:// url")
         return value
 
     @field_serializer("url")

@@ -47,6 +47,45 @@ def poll(check: Callable[[], Any], what: str, timeout_s: float = 15.0) -> Any:
     raise AssertionError(f"{what}: not within {timeout_s}s (last error: {last!r})")
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A certificate authority and a server certificate for 127.0.0.1 that it signed."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def settings(self) -> list[tuple[str, str]]:
+        """redis-server's TLS settings: replication over TLS too, and clients without
+        certificates of their own."""
+        return [
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),
+        ]
+
+
+def make_tls(directory: Path) -> Tls:
+    """Generate the authority and the server certificate with the openssl command."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = Tls(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca_key, request = directory / "ca.key", directory / "server.csr"
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName = IP:127.0.0.1\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
+         "-out", str(tls.ca), "-days", "2", "-subj", "/CN=callhook tests CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tls.key),
+         "-out", str(request), "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", str(request), "-CA", str(tls.ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(tls.cert), "-days", "2", "-extfile", str(extensions)],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *command], check=True, capture_output=True)
+    return tls
+
+
 @dataclass
 class Node:
     """One redis-server process (a data node or a sentinel)."""
@@ -57,6 +96,8 @@ class Node:
     args: list[str]
     password: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: its only port speaks TLS
+    tls: Tls | None = None
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -101,8 +142,11 @@ class Node:
         self.process = None
 
     def client(self) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5, **tls
         )
 
     @property
@@ -117,6 +161,7 @@ class Topology:
     sentinels: list[Node]
     password: str | None = None
     sentinel_password: str | None = None
+    tls: Tls | None = None
     _clients: list[redis.Redis] = field(default_factory=list)
 
     @property
@@ -125,15 +170,24 @@ class Topology:
 
     @property
     def url(self) -> str:
-        """The primary's plain address."""
+        """The primary's own address (not a Sentinel one)."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.primary.port}/0"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.primary.port}/0"
+        return f"rediss://{auth}127.0.0.1:{self.primary.port}/0?{self._tls_query}"
 
     @property
     def sentinel_url(self) -> str:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         hosts = ",".join(node.address for node in self.sentinels)
-        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0"
+        if self.tls is None:
+            return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0"
+        return f"rediss+sentinel://{auth}{hosts}/{SERVICE}/0?{self._tls_query}"
+
+    @property
+    def _tls_query(self) -> str:
+        assert self.tls is not None
+        return f"ssl_ca_certs={quote(str(self.tls.ca), safe='/')}"
 
     def client(self, node: Node) -> redis.Redis:
         """A client of `node`, closed with the topology."""
@@ -205,19 +259,26 @@ class Topology:
 
 
 def _data_node(
-    name: str, directory: Path, password: str | None, replica_of: int | None = None
+    name: str,
+    directory: Path,
+    password: str | None,
+    replica_of: int | None = None,
+    tls: Tls | None = None,
 ) -> Node:
     port = free_port()
+    listen = ["--port", str(port)] if tls is None else ["--port", "0", "--tls-port", str(port)]
     args = [
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+        *listen, "--bind", "127.0.0.1", "--dir", str(directory),
         "--save", "", "--appendonly", "no", "--protected-mode", "no",
         "--dbfilename", f"{name}.rdb", "--repl-diskless-sync-delay", "0",
     ]  # fmt: skip
+    if tls is not None:
+        args += [part for key, value in tls.settings() for part in (f"--{key}", value)]
     if password:
         args += ["--requirepass", password, "--masterauth", password]
     if replica_of is not None:
         args += ["--replicaof", "127.0.0.1", str(replica_of)]
-    return Node(name, port, directory, args, password)
+    return Node(name, port, directory, args, password, tls=tls)
 
 
 def _sentinel(
@@ -228,10 +289,14 @@ def _sentinel(
     password: str | None,
     sentinel_password: str | None,
     down_after_ms: int = DOWN_AFTER_MS,
+    tls: Tls | None = None,
 ) -> Node:
     port = free_port()
+    listen = [f"port {port}"] if tls is None else ["port 0", f"tls-port {port}"]
+    if tls is not None:
+        listen += [f"{key} {value}" for key, value in tls.settings()]
     lines = [
-        f"port {port}",
+        *listen,
         "bind 127.0.0.1",
         "protected-mode no",
         f"dir {directory}",
@@ -246,7 +311,7 @@ def _sentinel(
         lines += [f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}"]
     conf = directory / f"{name}.conf"  # a sentinel rewrites its config: one file each
     conf.write_text("\n".join(lines) + "\n")
-    return Node(name, port, directory, [str(conf), "--sentinel"], sentinel_password)
+    return Node(name, port, directory, [str(conf), "--sentinel"], sentinel_password, tls=tls)
 
 
 @contextlib.contextmanager
@@ -258,17 +323,22 @@ def redis_topology(
     password: str | None = None,
     sentinel_password: str | None = None,
     down_after_ms: int = DOWN_AFTER_MS,
+    tls: bool = False,
 ) -> Iterator[Topology]:
     """A primary, `replicas` replicas in sync with it and `sentinels` sentinels watching it
     (quorum: a majority; a primary is down after `down_after_ms` without an answer), all
-    running for the block and stopped after it."""
+    running for the block and stopped after it. With `tls`, every one of them speaks TLS
+    only (replication and the sentinels' links too)."""
     directory.mkdir(parents=True, exist_ok=True)
-    primary = _data_node("primary", directory, password)
-    topology = Topology(primary, [], [], password, sentinel_password)
+    certificates = make_tls(directory / "tls") if tls else None
+    primary = _data_node("primary", directory, password, tls=certificates)
+    topology = Topology(primary, [], [], password, sentinel_password, certificates)
     try:
         primary.start()
         for index in range(replicas):
-            replica = _data_node(f"replica{index}", directory, password, primary.port)
+            replica = _data_node(
+                f"replica{index}", directory, password, primary.port, tls=certificates
+            )
             topology.replicas.append(replica)
             replica.start()
         quorum = sentinels // 2 + 1
@@ -281,6 +351,7 @@ def redis_topology(
                 password,
                 sentinel_password,
                 down_after_ms,
+                certificates,
             )
             topology.sentinels.append(sentinel)
             sentinel.start()

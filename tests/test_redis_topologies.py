@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from callhook.cli import main
-from callhook.config import Config, parse_config, redacted
+from callhook.config import Config, RedisConfig, parse_config, redacted
 from callhook.dead_letters import DeadLetters
 from callhook.errors import ConfigError
 from callhook.events import Delivery
@@ -44,7 +44,7 @@ from callhook.replication import Replicas
 from callhook.vendors import VENDORS
 from callhook.vendors.kit import Faults
 from service.app import warn_about_redis
-from tests.redis_nodes import Topology, poll, redis_topology
+from tests.redis_nodes import Topology, make_tls, poll, redis_topology
 from tests.servers import ServerThread
 from tests.service.conftest import ingress_config, serve_with
 from tests.workers.harness import running_pipeline
@@ -88,6 +88,25 @@ def test_sentinel_urls_name_sentinels_service_database_and_credentials() -> None
         password="p@ss",
     )
     assert parse_sentinel_url("redis+sentinel://s1/main").db == 0
+    assert parse_sentinel_url("redis+sentinel://s1/main").tls is None
+
+
+def test_rediss_sentinel_urls_carry_the_tls_settings_for_sentinels_and_nodes() -> None:
+    url = (
+        "rediss+sentinel://:p%3Fss@s1:26380,s2/main/1?ssl_ca_certs=/etc/ca.pem"
+        "&ssl_cert_reqs=required&ssl_check_hostname=false"
+    )
+    config = redis_section(url, sentinel_password="sentinel-secret")
+    address = parse_sentinel_url(config.redis.url)
+    assert address.sentinels == (("s1", 26380), ("s2", 26379))
+    assert (address.service_name, address.db, address.password) == ("main", 1, "p?ss")
+    assert address.tls == {
+        "ssl": True,
+        "ssl_ca_certs": "/etc/ca.pem",
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": False,
+    }
+    assert parse_sentinel_url("rediss+sentinel://s1/main").tls == {"ssl": True}
     assert redis_section("redis://127.0.0.1:6379/0").redis.replicas_ack == 0
 
 
@@ -103,7 +122,12 @@ def test_sentinel_urls_name_sentinels_service_database_and_credentials() -> None
         ("redis+sentinel://:hunter2@s1/main/zero", "the database after the service name"),
         ("redis+sentinel://:hunter2@s1/main?db=1", "takes no query"),
         ("redis+sentinel://:hun/ter2@s1:x/main", "the port must be 1-65535"),
-        ("http://:hunter2@s1/main", "must be a redis://, rediss://, unix:// or redis+sentinel://"),
+        ("http://:hunter2@s1/main", "must be a redis://, rediss://, unix://, redis+sentinel://"),
+        ("rediss+sentinel://:hunter2@s1/main?ssl=false", "unknown setting 'ssl'"),
+        ("rediss+sentinel://:hunter2@s1/main?ssl_cert_reqs=maybe", "ssl_cert_reqs must be one of"),
+        ("rediss+sentinel://:hunter2@s1/main?ssl_check_hostname=1", "must be true or false"),
+        ("rediss+sentinel://:hunter2@s1/main?ssl_ca_certs=", "ssl_ca_certs has no value"),
+        ("rediss+sentinel://:hunter2@s1/main#x", "takes no fragment"),
     ],
 )
 def test_a_malformed_sentinel_url_is_one_line_without_the_password(url: str, problem: str) -> None:
@@ -171,13 +195,15 @@ def enqueued_keys(client: redis.Redis) -> list[str]:
     return [json.loads(raw)["kwargs"]["event_key"] for raw in raws if raw is not None]
 
 
-def test_every_client_on_a_sentinel_url_talks_to_the_primary(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["redis+sentinel", "rediss+sentinel"])
+def test_every_client_on_a_sentinel_url_talks_to_the_primary(tmp_path: Path, tls: bool) -> None:
     with redis_topology(
         tmp_path / "redis",
         replicas=1,
         sentinels=1,
         password=PASSWORD,
         sentinel_password=SENTINEL_PASSWORD,
+        tls=tls,
     ) as topology:
         config = sentinel_config(tmp_path, topology)
         primary = topology.client(topology.primary)
@@ -221,6 +247,30 @@ def test_every_client_on_a_sentinel_url_talks_to_the_primary(tmp_path: Path) -> 
 
         with pytest.raises(redis.exceptions.ConnectionError):
             asyncio.run(ping())
+
+
+def test_a_rediss_sentinel_url_verifies_the_servers_and_speaks_tls_only(tmp_path: Path) -> None:
+    """Servers that speak TLS only: the URL's authority must have signed their
+    certificates, and a plain `redis+sentinel://` address finds no primary."""
+    with redis_topology(tmp_path / "redis", replicas=0, sentinels=1, tls=True) as topology:
+        assert topology.tls is not None
+        sentinels = topology.sentinel_url.partition("://")[2].partition("?")[0]
+
+        async def ping(url: str) -> None:
+            client = async_client(RedisConfig(url=url), socket_timeout=2)
+            try:
+                await client.ping()
+            finally:
+                await client.aclose()
+
+        asyncio.run(ping(topology.sentinel_url))  # the test's own authority: trusted
+        other = make_tls(tmp_path / "other")  # an authority that signed nothing here
+        for url in (
+            f"rediss+sentinel://{sentinels}?ssl_ca_certs={other.ca}",
+            f"redis+sentinel://{sentinels}",
+        ):
+            with pytest.raises(redis.exceptions.ConnectionError):
+                asyncio.run(ping(url))
 
 
 def test_after_the_primary_is_killed_ingress_and_clients_follow_the_new_one(
