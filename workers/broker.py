@@ -197,14 +197,16 @@ class CallhookBroker(RedisBroker):
         self.emit_after("enqueue", message, delay)
         return acked
 
+    def _ack_set(self, queue_name: str) -> set[str]:
+        """The Redis ids in this process's ack set of `queue_name`."""
+        key = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(key)}
+
     def _requeue_held(self, queue_name: str) -> None:
         """Give back to `queue_name` every message this process fetched from it and has
         not acknowledged (see the module docstring for why that is safe for delay queues)."""
-        key = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
         try:
-            held = [
-                m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(key)
-            ]
+            held = sorted(self._ack_set(queue_name))
             for start in range(0, len(held), _REQUEUE_BATCH):
                 self.do_requeue(queue_name, *held[start : start + _REQUEUE_BATCH])
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -246,10 +248,7 @@ class CallhookBroker(RedisBroker):
     def _give_back_strays(self, queue_name: str) -> None:
         """Requeue what this process's ack set of `queue_name` held at this pass and the
         last one while the process did not hold it."""
-        key = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
-        in_ack_set = {
-            m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(key)
-        }
+        in_ack_set = self._ack_set(queue_name)
         with self._held_lock:
             strays = in_ack_set - self._held[queue_name]
         confirmed = sorted(strays & self._strays.get(queue_name, set()))

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from callhook import testevent
 from callhook.config import load_config
 from callhook.queues import ENRICH_QUEUE
 from callhook.sandbox import prepare
-from callhook.vendors import VENDORS
 from tests.servers import free_port, stop_group, wait_until_answers
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,6 @@ def test_every_scrape_counts_what_all_ingress_processes_accepted(
         namespace=redis_namespace,
     )
     config = load_config(sandbox.config_path)
-    vendor = VENDORS[config.sources[SOURCE].vendor]
     temp = tmp_path / "tmp"  # where the processes' shared metrics directory is made
     temp.mkdir()
     command = [
@@ -78,19 +77,9 @@ def test_every_scrape_counts_what_all_ingress_processes_accepted(
     try:
         wait_until_answers("127.0.0.1", port, timeout=60)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(DELIVERIES):
-            call = vendor.kit.simulated_call(None, now=time.time())
-            delivery = vendor.kit.simulate_delivery(
-                config.sources[SOURCE], vendor.kit.completed_type, call, now=time.time()
-            )
-            # a connection each, as vendors open them: the processes share them out
-            answer = httpx.post(
-                f"{url}/webhooks/{SOURCE}",
-                content=delivery.body,
-                headers=dict(delivery.headers),
-                timeout=10,
-            )
-            assert answer.status_code == 200, answer.text
+        for _ in range(DELIVERIES):  # a connection each, as vendors open them
+            sent = testevent.send(config, SOURCE, url=url, vendor_type=None, call_id=None)
+            assert sent.status_code == 200, sent.describe()
         for _ in range(3 * PROCESSES):
             text = httpx.get(f"{url}/metrics", timeout=10).text
             accepted = samples(text, "callhook_webhooks_total")
